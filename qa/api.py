@@ -1,0 +1,314 @@
+"""The HTTP API: `create_app(settings)` builds the FastAPI app; nothing global.
+
+The model and index load in a background thread so `/healthz` answers at once
+and `/readyz` says 503 until the service is warm.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import metadata, resources
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qa.config import Settings
+from qa.errors import NotReadyError, QAError
+from qa.schemas import (
+    AskRequest,
+    AskResponse,
+    DocumentFull,
+    DocumentList,
+    DocumentSummary,
+    ErrorBody,
+    Health,
+    Info,
+    Ready,
+    answer_response,
+)
+from qa.service import Service
+
+log = logging.getLogger(__name__)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed JSON body"},
+    413: {"model": ErrorBody, "description": "Request body too large"},
+    422: {"model": ErrorBody, "description": "Invalid request"},
+    503: {"model": ErrorBody, "description": "Service not ready yet"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "Unknown document"}}
+DEMO_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+)
+
+
+class ServiceHolder:
+    """Holds the service once it is loaded (or the error that stopped it)."""
+
+    def __init__(self, settings: Settings, service: Service | None = None) -> None:
+        self.settings = settings
+        self.service = service
+        self.error: str | None = None
+
+    def load(self) -> None:
+        try:
+            service = self.service or Service(self.settings)
+            service.warm_up()
+            self.service = service
+            log.info("ready: index %s", service.snapshot().version)
+        except QAError as exc:
+            self.error = exc.message
+            log.error("service failed to start: %s", exc.message)
+        except Exception as exc:  # keep the process up so /readyz can say why
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("service failed to start")
+
+    def ready(self) -> Service:
+        if self.service is None or self.service._snapshot is None:
+            raise NotReadyError(self.error or "the model and index are still loading; retry shortly")
+        return self.service
+
+
+def get_service(request: Request) -> Service:
+    holder: ServiceHolder = request.app.state.holder
+    return holder.ready()
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
+    holder = ServiceHolder(settings, service)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        thread = threading.Thread(target=holder.load, name="qa-load", daemon=True)
+        thread.start()
+        yield
+
+    app = FastAPI(
+        title="Chinese reports QA",
+        version=_version(),
+        description="Ranked passages with exact citations from Chinese reports on Japan's industrial hollowing-out "
+        "and the US–Japan economic-security alliance.",
+        lifespan=lifespan,
+    )
+    app.state.holder = holder
+    _install_errors(app)
+    _install_middleware(app, settings)
+
+    @app.post("/v1/ask", response_model=AskResponse, responses={**ERRORS, **NOT_FOUND}, tags=["qa"])
+    async def ask(body: AskRequest, service: ServiceDep) -> AskResponse:
+        """Ranked passages answering the question, each with its exact span in the source file."""
+        answer = await run_in_threadpool(service.ask, body.question, body.top_k, body.doc_ids)
+        return answer_response(answer)
+
+    @app.get("/v1/documents", response_model=DocumentList, responses=ERRORS, tags=["documents"])
+    async def documents(service: ServiceDep) -> DocumentList:
+        snap = service.snapshot()
+        return DocumentList(
+            documents=[DocumentSummary(**d.__dict__) for d in snap.documents()], index_version=snap.version
+        )
+
+    @app.get(
+        "/v1/documents/{doc_id:path}",
+        response_model=DocumentFull,
+        responses={**ERRORS, **NOT_FOUND},
+        tags=["documents"],
+    )
+    async def document(doc_id: str, service: ServiceDep) -> DocumentFull:
+        """The document with its raw text: passage `start`/`end` index into `text`."""
+        snap = service.snapshot()
+        info = snap.document(doc_id)
+        return DocumentFull(**info.__dict__, text=snap.document_text(doc_id), index_version=snap.version)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Ready, responses={503: {"model": Ready}}, tags=["ops"])
+    async def readyz(request: Request) -> Response:
+        try:
+            service = request.app.state.holder.ready()
+            body = Ready(status="ready", index_version=service.snapshot().version)
+            return JSONResponse(body.model_dump())
+        except QAError as exc:
+            return JSONResponse(Ready(status="not_ready", detail=exc.message).model_dump(), status_code=503)
+
+    @app.get("/v1/info", response_model=Info, responses=ERRORS, tags=["ops"])
+    async def info(service: ServiceDep) -> Info:
+        snap = service.snapshot()
+        m = snap.manifest
+        return Info(
+            version=_version(),
+            model=service.embedder.identity.as_dict(),
+            index={
+                "version": snap.version,
+                "built_at": m.get("built_at"),
+                "format_version": m.get("format_version"),
+                "counts": m.get("counts"),
+                "chunker": m.get("chunker"),
+            },
+            settings={
+                "fusion": settings.fusion,
+                "dense_weight": settings.dense_weight,
+                "answerable_threshold": settings.answerable_threshold,
+                "candidates": settings.candidates,
+            },
+        )
+
+    _install_widget(app)
+    return app
+
+
+def _install_widget(app: FastAPI) -> None:
+    files = resources.files("qa") / "widget"
+
+    def static(name: str, media_type: str, csp: bool = False) -> Callable[[], Awaitable[Response]]:
+        async def handler() -> Response:
+            headers = {"Cache-Control": "no-cache"}
+            if csp:
+                headers["Content-Security-Policy"] = DEMO_CSP
+            return Response((files / name).read_bytes(), media_type=media_type, headers=headers)
+
+        return handler
+
+    app.add_api_route("/widget.js", static("widget.js", "text/javascript; charset=utf-8"), include_in_schema=False)
+    app.add_api_route("/widget.css", static("widget.css", "text/css; charset=utf-8"), include_in_schema=False)
+    app.add_api_route("/", static("demo.html", "text/html; charset=utf-8", csp=True), include_in_schema=False)
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    body = ErrorBody.model_validate({"error": {"code": code, "message": message, "details": details}})
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(QAError)
+    async def qa_error(request: Request, exc: QAError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [_clean_error(e) for e in exc.errors()]
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "malformed_json", "request body is not valid JSON", errors)
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg')}" if where else str(first.get("msg", "invalid request"))
+        return error_response(422, "invalid_request", message, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        message = str(exc.detail) if exc.detail else "error"
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}"
+        response = error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message)
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal server error; the incident was logged")
+
+
+def _clean_error(error: Any) -> dict[str, Any]:
+    """Validation errors as plain JSON: drop the raw input and context objects (may be unserialisable)."""
+    return {"type": error.get("type"), "loc": list(error.get("loc", ())), "msg": error.get("msg")}
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=False,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type", "x-request-id"],
+            expose_headers=["x-request-id"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Request-ID"] = request_id[:128]
+        log.info(
+            "%s %s %d",
+            request.method,
+            request.url.path,
+            response.status_code,
+            extra={
+                "qa_request_id": request_id[:128],
+                "qa_status": response.status_code,
+                "qa_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return response
+
+
+class BodyLimit:
+    """413 for bodies over the limit, by Content-Length or while streaming a chunked body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise StarletteHTTPException(413, f"request body over {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, "payload_too_large", f"request body over {self.max_bytes} bytes")
+        await response(scope, receive, send)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("qa")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn workers (`QA_WORKERS` > 1): settings from the environment."""
+    from qa.logs import setup_logging
+
+    settings = Settings.from_env()
+    setup_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,175 @@
+"""Incremental, atomic index builds: corpus → clean → chunks → embeddings + BM25 → snapshot.
+
+Unchanged documents (same file hash, same model, same chunker) reuse their
+chunks and vectors from the serving snapshot; a build on an unchanged corpus
+writes nothing. One build at a time per index directory (a file lock).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from qa.chunking import Chunk, ChunkParams, chunk_document
+from qa.cleaning import clean
+from qa.config import Settings
+from qa.corpus import Document, load_corpus
+from qa.embedding import Embedder
+from qa.snapshot import (
+    FORMAT_VERSION,
+    FaissSnapshot,
+    collect_garbage,
+    current_snapshot_dir,
+    new_snapshot_dir,
+    switch_pointer,
+    write_snapshot,
+)
+from qa.tokens import Tokenizer
+
+log = logging.getLogger(__name__)
+
+CLEANER_VERSION = 1  # bump when cleaning or chunking rules change: forces re-chunking
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    version: str
+    changed: bool
+    documents: int
+    chunks: int
+    embedded: int  # chunks embedded by this build (the rest were reused)
+    removed: int  # documents dropped since the previous snapshot
+    seconds: float
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+def build_config(settings: Settings, embedder: Embedder) -> dict[str, Any]:
+    """Everything that decides the content of a chunk or a vector; a change forces re-embedding."""
+    data = resources.files("qa") / "data"
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": embedder.identity.as_dict(),
+        "chunker": {
+            "size": settings.chunk_size,
+            "overlap": settings.chunk_overlap,
+            "max_size": settings.chunk_max,
+            "cleaner_version": CLEANER_VERSION,
+        },
+        "tokenizer": {
+            "userdict_sha256": hashlib.sha256((data / "userdict.txt").read_bytes()).hexdigest()[:16],
+            "stopwords_sha256": hashlib.sha256((data / "stopwords.txt").read_bytes()).hexdigest()[:16],
+        },
+    }
+
+
+@contextmanager
+def build_lock(index_dir: Path) -> Iterator[None]:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".build.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_index(
+    settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, force: bool = False, progress: bool = True
+) -> BuildResult:
+    with build_lock(settings.index_dir):
+        return _build(settings, embedder, tokenizer, force=force, progress=progress)
+
+
+def _build(settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, force: bool, progress: bool) -> BuildResult:
+    started = time.perf_counter()
+    docs = load_corpus(settings.corpus_dir)
+    config = build_config(settings, embedder)
+    hashes = {d.doc_id: d.sha256 for d in docs}
+    old = _previous(settings.index_dir)
+    reusable = old is not None and not force and _same_config(old.manifest, config)
+    if reusable and old is not None and old.manifest.get("corpus") == hashes:
+        log.info("index %s is up to date: nothing to do", old.version)
+        return BuildResult(old.version, False, len(docs), len(old), 0, 0, time.perf_counter() - started)
+
+    params = ChunkParams(settings.chunk_size, settings.chunk_overlap, settings.chunk_max)
+    parts: list[tuple[list[Chunk], list[list[str]], np.ndarray | None]] = []
+    for doc in tqdm(docs, desc="chunking", unit="doc", disable=not progress):
+        record = old.document_record(doc.doc_id) if reusable and old is not None else None
+        if record is not None and record["sha256"] == doc.sha256:
+            parts.append((record["chunks"], record["terms"], record["vectors"]))
+        else:
+            chunks = chunk_document(doc.doc_id, clean(doc.text), params, tokenizer)
+            parts.append((chunks, [tokenizer.term_list(c.text) for c in chunks], None))
+
+    fresh = [c.text for chunks, _, vecs in parts if vecs is None for c in chunks]
+    log.info("embedding %d new chunks (%d reused)", len(fresh), sum(len(p[0]) for p in parts) - len(fresh))
+    fresh_vectors = embedder.encode_passages(fresh)
+    all_chunks: list[Chunk] = []
+    all_terms: list[list[str]] = []
+    all_vectors = [np.zeros((0, embedder.identity.dim), np.float32)]
+    used = 0
+    for chunks, terms, vecs in parts:
+        if vecs is None:
+            vecs, used = fresh_vectors[used : used + len(chunks)], used + len(chunks)
+        all_chunks += chunks
+        all_terms += terms
+        all_vectors.append(vecs)
+    vectors = np.concatenate(all_vectors)
+
+    version = _version(config, hashes)
+    manifest = _manifest(config, version, docs, all_chunks, len(fresh))
+    with new_snapshot_dir(settings.index_dir, version) as tmp:
+        write_snapshot(tmp, manifest, docs, all_chunks, all_terms, vectors.astype(np.float32))
+    switch_pointer(settings.index_dir, version)
+    collect_garbage(settings.index_dir)
+    removed = len(set(old.manifest.get("corpus", {})) - set(hashes)) if old is not None else 0
+    seconds = time.perf_counter() - started
+    log.info("built index %s: %d docs, %d chunks in %.1fs", version, len(docs), len(all_chunks), seconds)
+    return BuildResult(version, True, len(docs), len(all_chunks), len(fresh), removed, seconds)
+
+
+def _previous(index_dir: Path) -> FaissSnapshot | None:
+    if current_snapshot_dir(index_dir) is None:
+        return None
+    try:
+        return FaissSnapshot.open_current(index_dir)
+    except Exception as exc:  # an unreadable old index only means a full rebuild
+        log.warning("previous index unreadable (%s): full rebuild", exc)
+        return None
+
+
+def _same_config(manifest: dict[str, Any], config: dict[str, Any]) -> bool:
+    return all(manifest.get(k) == v for k, v in config.items())
+
+
+def _version(config: dict[str, Any], hashes: dict[str, str]) -> str:
+    digest = hashlib.sha256(json.dumps([hashes, config], sort_keys=True).encode()).hexdigest()
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{digest[:8]}"
+
+
+def _manifest(
+    config: dict[str, Any], version: str, docs: list[Document], chunks: list[Chunk], embedded: int
+) -> dict[str, Any]:
+    return {
+        **config,
+        "version": version,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "corpus": {d.doc_id: d.sha256 for d in docs},
+        "counts": {"documents": len(docs), "chunks": len(chunks), "embedded_this_build": embedded},
+    }

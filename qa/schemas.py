@@ -1,0 +1,155 @@
+"""Wire shapes of the HTTP API (pydantic lives only at this edge)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from qa.retrieval import Answer
+
+MAX_QUESTION = 1000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def sanitize(text: str) -> str:
+    """Control characters become spaces, lone surrogates U+FFFD: nothing downstream chokes on them."""
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
+
+
+DOC_ID_PATTERN = r"^[A-Za-z0-9_\-\u4e00-\u9fff][A-Za-z0-9_\-./\u4e00-\u9fff]{0,199}$"
+
+
+class AskRequest(BaseModel):
+    """A question; unknown fields are rejected so typos don't silently do nothing."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    question: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION)] = Field(
+        description="Question in simplified/traditional Chinese or English, 1–1000 characters.",
+        examples=["日本产业空心化有哪些表现？"],
+    )
+    top_k: Annotated[int, Field(ge=1, le=50)] = Field(default=5, description="Passages to return, 1–50.")
+    doc_ids: (
+        Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=200)]], Field(max_length=100)] | None
+    ) = Field(default=None, description="Restrict the search to these documents.")
+
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _integral_float(cls, value: Any) -> Any:
+        """JSON Schema counts 5.0 as an integer; accept it, but never booleans or strings."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = sanitize(value)
+        if not value.strip():
+            raise ValueError("question must not be empty or whitespace")
+        return value
+
+
+class Passage(BaseModel):
+    rank: int
+    score: float = Field(description="Fused relevance in [0, 1], comparable across questions.")
+    doc_id: str
+    title: str
+    chunk_id: str
+    text: str = Field(description="The cleaned passage.")
+    start: int = Field(description="Start offset (Python str index) into the raw source file.")
+    end: int = Field(description="End offset (exclusive) into the raw source file.")
+    highlights: list[tuple[int, int]] = Field(description="[start, end) spans in `text` matching question terms.")
+    evidence: tuple[int, int] | None = Field(description="[start, end) of the sentence in `text` that best answers.")
+    matched_terms: list[str]
+    dense_rank: int | None = Field(description="Rank from the dense retriever, null if it did not return it.")
+    bm25_rank: int | None = Field(description="Rank from BM25, null if it did not return it.")
+    dense_score: float = Field(description="Cosine similarity of question and passage.")
+    bm25_score: float = Field(description="BM25 as a fraction of the best possible for this question.")
+
+
+class AskResponse(BaseModel):
+    question: str
+    answerable: bool
+    confidence: float = Field(description="Top fused score; `answerable` is confidence >= the threshold.")
+    passages: list[Passage]
+    index_version: str
+    took_ms: float
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class DocumentSummary(BaseModel):
+    doc_id: str
+    title: str
+    source: str
+    chars: int
+    chunks: int
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentSummary]
+    index_version: str
+
+
+class DocumentFull(DocumentSummary):
+    text: str = Field(description="The raw source file text that passage offsets index into.")
+    index_version: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    index_version: str | None = None
+    detail: str | None = None
+
+
+class Info(BaseModel):
+    version: str
+    model: dict[str, Any]
+    index: dict[str, Any]
+    settings: dict[str, Any]
+
+
+def answer_response(answer: Answer) -> AskResponse:
+    return AskResponse(
+        question=answer.question,
+        answerable=answer.answerable,
+        confidence=round(answer.confidence, 4),
+        index_version=answer.index_version,
+        took_ms=answer.took_ms,
+        passages=[
+            Passage(
+                rank=h.rank,
+                score=h.score,
+                doc_id=h.chunk.doc_id,
+                title=h.title,
+                chunk_id=h.chunk.chunk_id,
+                text=h.chunk.text,
+                start=h.chunk.start,
+                end=h.chunk.end,
+                highlights=h.highlights,
+                evidence=h.evidence,
+                matched_terms=h.matched_terms,
+                dense_rank=h.dense_rank,
+                bm25_rank=h.bm25_rank,
+                dense_score=h.dense_score,
+                bm25_score=h.bm25_score,
+            )
+            for h in answer.hits
+        ],
+    )

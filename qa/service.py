@@ -1,0 +1,107 @@
+"""The service core shared by the API, the CLI and the evaluation: model, index, retriever.
+
+The serving snapshot is swapped without a restart: `snapshot()` notices when the
+`CURRENT` pointer moved (checked at most once per `poll_seconds`) and loads the
+new one; a request keeps the snapshot object it started with, so it never mixes
+two versions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+
+from qa.build import BuildResult, build_config, build_index
+from qa.config import Settings
+from qa.embedding import Embedder
+from qa.errors import IndexNotFoundError, ModelMismatchError
+from qa.retrieval import Answer, Mode, Retriever
+from qa.snapshot import FaissSnapshot, current_snapshot_dir, pointer_stamp
+from qa.tokens import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder | None = None,
+        tokenizer: Tokenizer | None = None,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder or Embedder(settings)
+        self.tokenizer = tokenizer or Tokenizer()
+        self.retriever = Retriever(self.embedder, self.tokenizer, settings)
+        self.poll_seconds = poll_seconds
+        self._snapshot: FaissSnapshot | None = None
+        self._stamp: str | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def with_settings(self, **changes: object) -> Service:
+        """Same model and tokenizer, other retrieval settings (evaluation sweeps)."""
+        other = Service(replace(self.settings, **changes), self.embedder, self.tokenizer, self.poll_seconds)  # type: ignore[arg-type]
+        other._snapshot, other._stamp, other._checked = self._snapshot, self._stamp, self._checked
+        return other
+
+    def is_stale(self) -> bool:
+        """True when the corpus or the build settings differ from the serving index."""
+        path = current_snapshot_dir(self.settings.index_dir)
+        if path is None:
+            return True
+        from qa.corpus import load_corpus
+
+        snap = FaissSnapshot(path)
+        config = build_config(self.settings, self.embedder)
+        if any(snap.manifest.get(k) != v for k, v in config.items()):
+            return True
+        hashes = {d.doc_id: d.sha256 for d in load_corpus(self.settings.corpus_dir)}
+        return snap.manifest.get("corpus") != hashes
+
+    def build(self, *, force: bool = False, progress: bool = True) -> BuildResult:
+        return build_index(self.settings, self.embedder, self.tokenizer, force=force, progress=progress)
+
+    def snapshot(self) -> FaissSnapshot:
+        now = time.monotonic()
+        if self._snapshot is not None and now - self._checked < self.poll_seconds:
+            return self._snapshot
+        with self._lock:
+            self._checked = now
+            stamp = pointer_stamp(self.settings.index_dir)
+            if self._snapshot is None or stamp != self._stamp:
+                self._load(stamp)
+            assert self._snapshot is not None
+            return self._snapshot
+
+    def _load(self, stamp: str | None) -> None:
+        if stamp is None and self._snapshot is None:
+            raise IndexNotFoundError(
+                f"no index in {self.settings.index_dir}: run `qa build` (serve.py builds it on start)"
+            )
+        snap = FaissSnapshot.open_current(self.settings.index_dir)
+        self._check_model(snap)
+        if self._snapshot is not None:
+            log.info("index swapped: %s -> %s", self._snapshot.version, snap.version)
+        self._snapshot, self._stamp = snap, stamp
+
+    def _check_model(self, snap: FaissSnapshot) -> None:
+        built = snap.manifest.get("model", {})
+        if not self.embedder.identity.same_vectors(built):
+            raise ModelMismatchError(
+                f"index {snap.version} was built with model {built.get('name')!r} "
+                f"(fingerprint {built.get('fingerprint')}), but the service runs {self.embedder.identity.name!r} "
+                f"(fingerprint {self.embedder.identity.fingerprint}). Rebuild the index with this model: "
+                f"`qa build --force` (same QA_EMBEDDING_MODEL), or set QA_EMBEDDING_MODEL back to the index's model.",
+                {"index_model": built, "service_model": self.embedder.identity.as_dict()},
+            )
+
+    def ask(self, question: str, top_k: int = 5, doc_ids: list[str] | None = None, mode: Mode = "hybrid") -> Answer:
+        return self.retriever.ask(self.snapshot(), question, top_k, doc_ids, mode)
+
+    def warm_up(self) -> None:
+        """Load the index and run one query so the first user does not pay for lazy init."""
+        self.ask("日本产业空心化", top_k=1)

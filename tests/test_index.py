@@ -1,0 +1,224 @@
+"""The on-disk index: reference checks, incremental and atomic builds, encodings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from conftest import CORPUS, QUESTIONS, ROOT
+from qa.config import Settings
+from qa.service import Service
+from qa.snapshot import FaissSnapshot, current_snapshot_dir
+
+QUESTION_TEXTS = [json.loads(line)["question"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines()]
+
+
+class LuceneBM25(BM25Okapi):
+    """rank_bm25's Okapi scoring with Lucene's IDF, log(1 + (N - df + 0.5) / (df + 0.5)).
+
+    Okapi multiplies the tf part by (k1 + 1), a constant: rankings equal bm25s' Lucene variant.
+    """
+
+    def _calc_idf(self, nd: dict[str, int]) -> None:
+        self.idf = {w: math.log(1 + (self.corpus_size - f + 0.5) / (f + 0.5)) for w, f in nd.items()}
+
+
+def test_faiss_top_k_equals_numpy_brute_force(corpus_service: Service) -> None:
+    snap = corpus_service.snapshot()
+    queries = corpus_service.embedder.encode_queries(QUESTION_TEXTS[:30])
+    for q in queries:
+        rows, scores = snap.dense_search(q, 10, None)
+        brute = snap.vectors @ q
+        expected = np.argsort(-brute, kind="stable")[:10]
+        np.testing.assert_allclose(scores, brute[expected], rtol=1e-5, atol=1e-6)
+        assert set(rows.tolist()) == set(expected.tolist()) or np.allclose(brute[rows], brute[expected], atol=1e-6)
+
+
+def test_faiss_filter_searches_only_those_rows(corpus_service: Service) -> None:
+    snap = corpus_service.snapshot()
+    q = corpus_service.embedder.encode_queries(["美日经济安全同盟"])[0]
+    allowed = snap.rows_of(["001_f609a139d62f3c97"])
+    rows, _ = snap.dense_search(q, 5, allowed)
+    assert len(rows) == 5 and set(rows.tolist()) <= set(allowed.tolist())
+    expected = allowed[np.argsort(-(snap.vectors[allowed] @ q))[:5]]
+    assert rows.tolist() == expected.tolist()
+
+
+def test_bm25_agrees_with_rank_bm25(corpus_service: Service) -> None:
+    snap = corpus_service.snapshot()
+    corpus = [snap.chunk_terms(i) for i in range(len(snap))]
+    reference = LuceneBM25(corpus, k1=1.5, b=0.75)
+    for question in QUESTION_TEXTS[:40]:
+        terms = [t for t in dict.fromkeys(corpus_service.tokenizer.term_list(question)) if t in reference.idf]
+        if not terms:
+            continue
+        ours = snap.lexical_scores(terms)
+        ref = reference.get_scores(terms) / (1.5 + 1)
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+        assert np.argsort(-ours, kind="stable")[:5].tolist() == np.argsort(-ref, kind="stable")[:5].tolist()
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+
+
+SMALL = {
+    "a": "日本产业空心化的表现之一是对外直接投资不断增长。1985年开始，日元大幅升值。" * 8,
+    "b": "美日两国在出口管制、外资审查、半导体制造等领域启动了合作。经济安全同盟逐步成形。" * 8,
+    "sub/c": "日本财务省在日本国际协力银行设立专门设施，支持约5500亿美元的对美投资。" * 8,
+}
+
+
+def small_service(settings: Settings, corpus_service: Service) -> Service:
+    for doc_id, text in SMALL.items():
+        write(settings.corpus_dir / f"{doc_id}.txt", text)
+    return Service(settings, corpus_service.embedder, corpus_service.tokenizer, poll_seconds=0)
+
+
+def test_rebuild_on_unchanged_corpus_is_a_no_op(small_settings: Settings, corpus_service: Service) -> None:
+    service = small_service(small_settings, corpus_service)
+    first = service.build(progress=False)
+    again = service.build(progress=False)
+    assert first.changed and not again.changed
+    assert again.version == first.version and again.embedded == 0
+    assert len(list((small_settings.index_dir / "snapshots").iterdir())) == 1
+
+
+def test_editing_one_file_re_embeds_only_its_chunks(small_settings: Settings, corpus_service: Service) -> None:
+    service = small_service(small_settings, corpus_service)
+    first = service.build(progress=False)
+    snap = service.snapshot()
+    a_before = [snap.chunk(i).chunk_id for i in range(first.chunks) if snap.chunk(i).doc_id == "a"]
+    write(small_settings.corpus_dir / "b.txt", SMALL["b"] + "供应链韧性成为新的政策目标。")
+    second = service.build(progress=False)
+    snap = service.snapshot()
+    b_chunks = [snap.chunk(i) for i in range(len(snap)) if snap.chunk(i).doc_id == "b"]
+    assert second.changed and second.embedded == len(b_chunks) < second.chunks
+    assert [snap.chunk(i).chunk_id for i in range(len(snap)) if snap.chunk(i).doc_id == "a"] == a_before
+
+
+def test_removed_file_disappears_from_index(small_settings: Settings, corpus_service: Service) -> None:
+    service = small_service(small_settings, corpus_service)
+    service.build(progress=False)
+    (small_settings.corpus_dir / "sub" / "c.txt").unlink()
+    result = service.build(progress=False)
+    snap = service.snapshot()
+    assert result.removed == 1 and result.embedded == 0
+    assert {d.doc_id for d in snap.documents()} == {"a", "b"}
+    assert all(snap.chunk(i).doc_id != "sub/c" for i in range(len(snap)))
+    answer = service.ask("国际协力银行 5500亿美元", top_k=10)
+    assert all(h.chunk.doc_id != "sub/c" for h in answer.hits)
+
+
+def test_doc_ids_come_from_relative_paths(small_settings: Settings, corpus_service: Service) -> None:
+    service = small_service(small_settings, corpus_service)
+    service.build(progress=False)
+    assert {d.doc_id for d in service.snapshot().documents()} == {"a", "b", "sub/c"}
+
+
+def test_gb18030_file_is_ingested(small_settings: Settings, corpus_service: Service) -> None:
+    service = small_service(small_settings, corpus_service)
+    write(small_settings.corpus_dir / "legacy.txt", "旧式编码文件：日本经济产业省发布海外经营活动调查。", "gb18030")
+    service.build(progress=False)
+    snap = service.snapshot()
+    assert "legacy" in {d.doc_id for d in snap.documents()}
+    assert snap.document_text("legacy").startswith("旧式编码文件")
+
+
+def test_undecodable_file_is_skipped_with_a_warning(
+    small_settings: Settings, corpus_service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = small_service(small_settings, corpus_service)
+    (small_settings.corpus_dir / "broken.txt").write_bytes(b"\xff\xfe\x00\x81\x00\xfe\xff" * 10)
+    with caplog.at_level(logging.WARNING):
+        result = service.build(progress=False)
+    assert result.documents == 3
+    assert any("broken.txt" in r.getMessage() for r in caplog.records)
+
+
+def test_utf8_bom_is_stripped(small_settings: Settings, corpus_service: Service) -> None:
+    service = small_service(small_settings, corpus_service)
+    (small_settings.corpus_dir / "bom.txt").write_bytes("\ufeff带BOM的文件。".encode())
+    service.build(progress=False)
+    assert service.snapshot().document_text("bom") == "带BOM的文件。"
+
+
+@pytest.mark.slow
+def test_killed_build_leaves_previous_index_serving(tmp_path: Path, corpus_service: Service) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    index_dir = tmp_path / "index"
+    src = corpus_service.snapshot().path
+    shutil.copytree(src, index_dir / "snapshots" / src.name)
+    (index_dir / "CURRENT").write_text(src.name + "\n")
+    settings = replace(corpus_service.settings, corpus_dir=corpus, index_dir=index_dir)
+    service = Service(settings, corpus_service.embedder, corpus_service.tokenizer, poll_seconds=0)
+    question = "日本运输机械行业海外生产比率是多少？"
+    before = [(h.chunk.chunk_id, h.score) for h in service.ask(question).hits]
+
+    shutil.copy(CORPUS / "003_9a26cb7cfdeac646.txt", corpus / "copy_of_003.txt")  # ~100 chunks to embed
+    env = {
+        **os.environ,
+        "QA_CORPUS_DIR": str(corpus),
+        "QA_INDEX_DIR": str(index_dir),
+        "QA_MODEL_CACHE": str(settings.models_dir),
+        "QA_BATCH_SIZE": "4",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qa.cli", "build"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:
+        if "new chunks" in line or time.monotonic() > deadline:
+            break
+    time.sleep(1.0)  # well into embedding
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    assert current_snapshot_dir(index_dir) == index_dir / "snapshots" / src.name
+    after = [
+        (h.chunk.chunk_id, h.score)
+        for h in Service(settings, corpus_service.embedder, corpus_service.tokenizer).ask(question).hits
+    ]
+    assert after == before
+    result = service.build(progress=False)  # the next build cleans up and completes
+    assert result.changed and not list((index_dir / "snapshots").glob(".tmp-*"))
+    assert "copy_of_003" in {d.doc_id for d in FaissSnapshot.open_current(index_dir).documents()}
+
+
+def test_failed_write_keeps_previous_snapshot(
+    small_settings: Settings, corpus_service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = small_service(small_settings, corpus_service)
+    first = service.build(progress=False)
+    write(small_settings.corpus_dir / "a.txt", SMALL["a"] + "新增一句。")
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("qa.build.write_snapshot", disk_full)
+    with pytest.raises(OSError):
+        service.build(progress=False)
+    assert FaissSnapshot.open_current(small_settings.index_dir).version == first.version
+    assert not list((small_settings.index_dir / "snapshots").glob(".tmp-*"))
