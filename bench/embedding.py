@@ -5,6 +5,7 @@ Usage (from the project root):
     .venv/bin/python bench/embedding.py              # ~192 passages, 50 timed questions, every variant
     .venv/bin/python bench/embedding.py --quick      # 48 passages, 15 timed questions: a smoke run
     .venv/bin/python bench/embedding.py --skip-onnx  # leave out the ONNX Runtime / OpenVINO rows
+    .venv/bin/python bench/embedding.py --wait-idle 120  # on a shared machine: wait for quiet rows
 
 Passages are real: a 300-character window slid over the cleaned corpus text (`clean(doc.text).text`),
 spread evenly over the corpus; questions are the first ~30 of tests/data/corpus_qa.jsonl, Chinese
@@ -17,9 +18,13 @@ over passages, of the cosine between a row's passage vector and the fp32 baselin
 
 Rows that need a package which is not installed print "not installed"; rows for knobs that
 sentence-transformers already applies (length sorting, inference_mode) are not re-measured but say
-why. A time budget (--budget, seconds) skips the remaining rows rather than overrun. The machine is
-shared, so the header reports the load average before and after, and the baseline is run again at
-the end to show drift. Nothing is written outside a temporary directory.
+why. A time budget (--budget, seconds) skips the remaining rows rather than overrun.
+
+The machine may be shared: a row whose run saw other processes use >= 5% of the CPUs says
+"CONTENDED" (with 2 cores, one busy neighbour makes a 2-thread torch query ~40x slower);
+--wait-idle S waits up to S seconds in all for a quiet machine before rows. The header reports the
+load average, and the baseline runs again at the end to show drift. Nothing is written outside a
+temporary directory.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # our machines reach no hub; the model is a local directory
+os.environ.setdefault("TQDM_DISABLE", "1")  # the Embedder's progress bars would interleave with the table
 
 import numpy as np
 
@@ -55,6 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS_FILE = ROOT / "tests" / "data" / "corpus_qa.jsonl"
 WINDOW = 300
 BATCH = 32  # Settings.batch_size default: what the Embedder uses
+BUSY = 0.05  # other processes' CPU share above which a row is flagged as contended
 QUERY_SECONDS = 15  # per-row cap on the single-question loop (a contended machine can make each call ~1 s)
 
 PassageFn = Callable[[list[str]], np.ndarray]  # texts without prompt -> (n, dim) normalised vectors
@@ -134,11 +141,42 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
+class CpuMeter:
+    """Share of the machine's CPU time that *other* processes used since the last reading (Linux /proc).
+
+    The bench runs on a shared machine: with 2 cores, one busy neighbour turns a 2-thread torch call
+    from ~25 ms into ~1 s (an OpenMP barrier waits a whole time slice for a preempted thread), so
+    every row says how busy the neighbours were while it ran.
+    """
+
+    def __init__(self) -> None:
+        self._last = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int, int] | None:
+        try:
+            fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, ValueError, IndexError):
+            return None
+        total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+        busy = total - fields[3] - fields[4]
+        return total, busy, int(own[11]) + int(own[12])  # utime + stime of this process, in ticks
+
+    def others(self) -> float | None:
+        now, last = self._read(), self._last
+        self._last = now
+        if now is None or last is None or now[0] <= last[0]:
+            return None
+        return max(0.0, (now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0])
+
+
 def measure(name: str, work: Workload, passages: PassageFn, query: QueryFn, note: str = "") -> Row:
     """Warm up, time one pass over all passages, then time single-question calls."""
     passages(work.passages[:4])
     for q in work.questions[:3]:
         query(q)
+    meter = CpuMeter()
     start = time.perf_counter()
     vectors = _normalise(passages(work.passages))
     elapsed = time.perf_counter() - start
@@ -152,6 +190,9 @@ def measure(name: str, work: Workload, passages: PassageFn, query: QueryFn, note
         if time.perf_counter() > deadline and len(latencies) >= 10:
             note = ", ".join(filter(None, [note, f"{len(latencies)} timed questions: hit the {QUERY_SECONDS} s cap"]))
             break
+    others = meter.others()
+    if others is not None and others >= BUSY:
+        note = ", ".join(filter(None, [note, f"CONTENDED: other processes used {others:.0%} of the CPUs"]))
     if work.baseline is None:
         work.baseline = vectors
     cos = float(np.median(np.sum(vectors * work.baseline, axis=1)))
@@ -267,6 +308,7 @@ class Bench:
         self.args = args
         self.start = time.perf_counter()
         self.rows: list[Row] = []
+        self.waited = 0.0
         self.default_threads = torch.get_num_threads()
         self.settings = Settings.from_env(corpus_dir=ROOT / "corpus", index_dir=ROOT / "index")
         self.embedder = Embedder(replace(self.settings, threads=0, batch_size=BATCH))
@@ -289,7 +331,7 @@ class Bench:
     # -- bookkeeping
 
     def over_budget(self) -> bool:
-        return time.perf_counter() - self.start > self.args.budget
+        return time.perf_counter() - self.start - self.waited > self.args.budget
 
     def add(self, row: Row) -> None:
         if not row.passages_per_s and row.note:
@@ -303,6 +345,7 @@ class Bench:
         if not always and self.over_budget():
             self.add(Row(name, note=f"skipped: past the {self.args.budget:.0f} s budget"))
             return
+        self.wait_idle()
         root = logging.getLogger()
         level = root.level
         try:
@@ -315,6 +358,16 @@ class Bench:
         finally:
             root.setLevel(level)
         gc.collect()
+
+    def wait_idle(self) -> None:
+        """With --wait-idle S, wait (at most S seconds in all) until the other processes are quiet."""
+        meter = CpuMeter()
+        while self.waited < self.args.wait_idle:
+            time.sleep(1.0)
+            self.waited += 1.0
+            others = meter.others()
+            if others is None or others < BUSY:
+                return
 
     # -- sentence-transformers / torch rows
 
@@ -554,7 +607,7 @@ def header(bench: Bench) -> str:
 def footer(bench: Bench) -> str:
     return (
         f"# load average at end {os.getloadavg()[0]:.2f}; wall {time.perf_counter() - bench.start:.0f} s "
-        f"(budget {bench.args.budget:.0f} s)"
+        f"(budget {bench.args.budget:.0f} s, {bench.waited:.0f} s of it waiting for a quiet machine)"
     )
 
 
@@ -565,6 +618,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--passages", type=int, default=192)
     p.add_argument("--query-calls", type=int, default=50)
     p.add_argument("--budget", type=float, default=330.0, help="seconds; later rows are skipped past it")
+    p.add_argument(
+        "--wait-idle", type=float, default=0.0, help="seconds in all to wait for a quiet machine before rows"
+    )
     Bench(p.parse_args(argv)).run()
 
 

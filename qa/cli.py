@@ -89,10 +89,19 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     tokens = sum(len(snap.chunk_terms(i)) for i in range(len(snap)))
     chars = sum(len(snap.chunk(i).text) for i in range(len(snap)))
     model = snap.manifest["model"]
+    from qa.embedding import Embedder
+
+    embedder = Embedder(settings)
+    counts = [embedder.token_count(snap.chunk(i).text, model["passage_prompt"]) for i in range(len(snap))]
     print(f"index      {snap.version} ({snap.path})")
     print(f"documents  {len(snap.documents())}")
     print(f"chunks     {len(snap)} ({chars} chars, {tokens} BM25 terms)")
     print(f"model      {model['name']} [{model['fingerprint']}], dim {model['dim']}")
+    if counts:
+        print(
+            f"tokens     per chunk with prompt: min {min(counts)}, mean {sum(counts) / len(counts):.0f}, "
+            f"max {max(counts)} (model limit {model['max_seq_length']})"
+        )
     print(f"chunker    {json.dumps(snap.manifest['chunker'])}")
     print(f"size       {size / 1e6:.2f} MB on disk")
     return 0

@@ -64,8 +64,7 @@ class Settings:
             key = PREFIX + f.name.upper()
             if key in env:
                 values[f.name] = _parse(key, env[key], f.default)
-        settings = cls(**values)
-        return replace(settings, **overrides) if overrides else settings.validated()
+        return replace(cls(**values), **overrides).validated()
 
     def validated(self) -> Settings:
         checks = [
@@ -97,8 +96,6 @@ def _parse(key: str, raw: str, default: Any) -> Any:
             return Path(raw)
         if isinstance(default, tuple):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
-        if default is None:  # optional strings (prompts)
-            return raw
-        return raw
+        return raw  # strings, and optional strings (prompts)
     except ValueError as exc:
         raise ConfigError(f"{key}={raw!r} is not a valid {type(default).__name__}") from exc

@@ -197,7 +197,7 @@ class Retriever:
                 bm25_rank=c.bm25_rank.get(row),
                 highlights=_merge(spans),
                 evidence=evidence,
-                matched_terms=_longest(matched),
+                matched_terms=matched,
             )
             hits.append(hit)
             if evidence is None and rank <= DENSE_EVIDENCE_HITS:
@@ -250,13 +250,12 @@ def _overlaps(a: Chunk, b: Chunk) -> bool:
 
 
 def _term_spans(text: str, terms: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
+    """Spans of the matched question terms; jieba's sub-words of a matched longer term are left out."""
     norm = normalize(text)
-    spans, matched = [], []
-    for term in terms:
+    matched = _longest([t for t in terms if t in norm])
+    spans = []
+    for term in matched:
         start = norm.find(term)
-        if start < 0:
-            continue
-        matched.append(term)
         while start >= 0:
             spans.append((start, start + len(term)))
             start = norm.find(term, start + len(term))

@@ -27,6 +27,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
+from qa.embedding import Embedder
+from qa.tokens import Tokenizer
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +46,7 @@ CHROME_ARGS = [
     "--no-first-run",
 ]
 
-if not Path(CHROMIUM).exists():
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):  # CI installs it: a missing browser must fail there
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set QA_CHROMIUM)", allow_module_level=True)
 
 IN_DOMAIN_QUESTION = "日本运输机械行业海外生产比率是多少？"
@@ -128,7 +131,9 @@ def _make_corpus(dest: Path) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, tokenizer: Tokenizer
+) -> Iterator[LiveServer]:
     import uvicorn
 
     from qa.api import create_app
@@ -145,7 +150,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         host="127.0.0.1",
         port=port,
     )
-    service = Service(settings)
+    service = Service(settings, embedder, tokenizer)
     service.build(progress=False)
 
     config = uvicorn.Config(

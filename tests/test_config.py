@@ -1,0 +1,54 @@
+"""Settings come from QA_* variables; a bad value names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qa.config import Settings
+from qa.errors import ConfigError
+
+
+def test_defaults_without_environment() -> None:
+    s = Settings.from_env({})
+    assert s.host == "127.0.0.1" and s.port == 8000 and s.corpus_dir == Path("corpus")
+    assert s.models_dir == Path("index") / "models"
+
+
+def test_values_are_parsed_by_type() -> None:
+    s = Settings.from_env(
+        {
+            "QA_PORT": "9001",
+            "QA_DENSE_WEIGHT": "0.25",
+            "QA_CORS_ORIGINS": "http://a.internal, http://b.internal",
+            "QA_MODEL_CACHE": "/tmp/models",
+            "QA_QUERY_PROMPT": "",
+            "QA_INDEX_DIR": "/srv/index",
+        }
+    )
+    assert s.port == 9001 and s.dense_weight == 0.25
+    assert s.cors_origins == ("http://a.internal", "http://b.internal")
+    assert s.models_dir == Path("/tmp/models") and s.index_dir == Path("/srv/index")
+    assert s.query_prompt == ""
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("QA_PORT", "eighty"),
+        ("QA_PORT", "70000"),
+        ("QA_DENSE_WEIGHT", "1.5"),
+        ("QA_FUSION", "sum"),
+        ("QA_CHUNK_OVERLAP", "400"),
+        ("QA_WORKERS", "0"),
+    ],
+)
+def test_bad_value_names_the_key(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        Settings.from_env({key: value})
+
+
+def test_overrides_are_validated_too() -> None:
+    with pytest.raises(ConfigError, match="QA_PORT"):
+        Settings.from_env({}, port=0)
