@@ -198,10 +198,6 @@ def temp_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
-def with_label(summary: Summary, label: str) -> Summary:
-    return replace(summary, label=label)
-
-
 MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
 
 

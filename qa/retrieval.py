@@ -21,7 +21,7 @@ import numpy as np
 from qa.chunking import Chunk, sentences
 from qa.config import Settings
 from qa.embedding import Embedder
-from qa.snapshot import FaissSnapshot
+from qa.store import Store
 from qa.tokens import Tokenizer, cjk_share, normalize
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -72,7 +72,7 @@ class Retriever:
 
     def ask(
         self,
-        store: FaissSnapshot,
+        store: Store,
         question: str,
         top_k: int = 5,
         doc_ids: list[str] | None = None,
@@ -99,7 +99,7 @@ class Retriever:
 
     def _candidates(
         self,
-        store: FaissSnapshot,
+        store: Store,
         question: str,
         qvec: np.ndarray,
         terms: list[str],
@@ -168,7 +168,7 @@ class Retriever:
 
     def _annotate(
         self,
-        store: FaissSnapshot,
+        store: Store,
         qvec: np.ndarray,
         terms: list[str],
         c: _Candidates,
@@ -177,7 +177,7 @@ class Retriever:
         mode: Mode,
     ) -> list[Hit]:
         shown = [t for t in terms if len(t) >= 2 or t.isascii()]
-        idf = {t: store.lexical.idf(t) for t in shown}
+        idf = {t: store.idf(t) for t in shown}
         hits = []
         fallback: list[int] = []
         for rank, i in enumerate(picked, start=1):
@@ -227,7 +227,7 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
-def _dedupe_overlaps(order: list[int], rows: np.ndarray, store: FaissSnapshot, top_k: int) -> list[int]:
+def _dedupe_overlaps(order: list[int], rows: np.ndarray, store: Store, top_k: int) -> list[int]:
     """Best-first, skipping a chunk that overlaps a kept one by more than half of the shorter span."""
     kept: list[int] = []
     spans: list[Chunk] = []

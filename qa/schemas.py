@@ -19,9 +19,6 @@ def sanitize(text: str) -> str:
     return _SURROGATE.sub("\ufffd", _CONTROL.sub(" ", text))
 
 
-DOC_ID_PATTERN = r"^[A-Za-z0-9_\-\u4e00-\u9fff][A-Za-z0-9_\-./\u4e00-\u9fff]{0,199}$"
-
-
 class AskRequest(BaseModel):
     """A question; unknown fields are rejected so typos don't silently do nothing."""
 

@@ -15,10 +15,11 @@ from dataclasses import replace
 
 from qa.build import BuildResult, build_config, build_index
 from qa.config import Settings
+from qa.corpus import load_corpus
 from qa.embedding import Embedder
 from qa.errors import IndexNotFoundError, ModelMismatchError
 from qa.retrieval import Answer, Mode, Retriever
-from qa.snapshot import FaissSnapshot, current_snapshot_dir, pointer_stamp
+from qa.snapshot import FaissSnapshot, current_snapshot_dir, pointer_stamp, read_manifest
 from qa.tokens import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,12 @@ class Service:
         path = current_snapshot_dir(self.settings.index_dir)
         if path is None:
             return True
-        from qa.corpus import load_corpus
-
-        snap = FaissSnapshot(path)
+        manifest = read_manifest(path)
         config = build_config(self.settings, self.embedder)
-        if any(snap.manifest.get(k) != v for k, v in config.items()):
+        if any(manifest.get(k) != v for k, v in config.items()):
             return True
         hashes = {d.doc_id: d.sha256 for d in load_corpus(self.settings.corpus_dir)}
-        return snap.manifest.get("corpus") != hashes
+        return manifest.get("corpus") != hashes
 
     def build(self, *, force: bool = False, progress: bool = True) -> BuildResult:
         return build_index(self.settings, self.embedder, self.tokenizer, force=force, progress=progress)

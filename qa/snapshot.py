@@ -66,6 +66,10 @@ def current_snapshot_dir(index_dir: Path) -> Path | None:
     return path if (path / "manifest.json").exists() else None
 
 
+def read_manifest(path: Path) -> dict[str, Any]:
+    return json.loads((path / "manifest.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
 def pointer_stamp(index_dir: Path) -> str | None:
     """Cheap identity of the pointer's target, for hot-swap polling."""
     try:
@@ -177,7 +181,7 @@ class FaissSnapshot:
         import faiss
 
         self.path = path
-        self.manifest: dict[str, Any] = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        self.manifest: dict[str, Any] = read_manifest(path)
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise IndexFormatError(
                 f"index at {path} has format {self.manifest.get('format_version')}, this code reads "
@@ -254,6 +258,9 @@ class FaissSnapshot:
 
     def lexical_max(self, terms: list[str]) -> float:
         return self.lexical.max_score(terms)
+
+    def idf(self, term: str) -> float:
+        return self.lexical.idf(term)
 
     def documents(self) -> list[DocumentInfo]:
         return list(self._docs.values())
