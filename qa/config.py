@@ -29,7 +29,7 @@ class Settings:
     passage_prompt: str | None = None
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 = library default
-    batch_size: int = 32
+    batch_size: int = 8  # fastest on 2 CPU cores in bench/embedding.py (identical vectors)
     # Chunker (defaults chosen by the evaluation sweep, bench/README.md)
     chunk_size: int = 300  # target characters per chunk
     chunk_overlap: int = 100  # characters of trailing sentences repeated in the next chunk
