@@ -59,7 +59,8 @@ class _Candidates:
     rows: np.ndarray
     dense: np.ndarray  # calibrated [0, 1]
     lexical: np.ndarray  # fraction of the query's best BM25, [0, 1]
-    cosine: np.ndarray
+    cosine: np.ndarray  # raw question–passage cosine
+    adjusted: np.ndarray  # cosine plus the cross-language credit: what dense ranks by
     dense_rank: dict[int, int]
     bm25_rank: dict[int, int]
 
@@ -124,8 +125,8 @@ class Retriever:
         s = self.settings
         # Multilingual embeddings score same-language pairs higher: an English question lands on
         # English text first whatever it says. Credit the language gap back (size set by the eval).
-        cosine = cosine + s.language_gap * np.abs(cjk_share(question) - store.cjk_share[union])
-        dense = np.clip((cosine - s.dense_floor) / (s.dense_ceiling - s.dense_floor), 0.0, 1.0)
+        adjusted = cosine + s.language_gap * np.abs(cjk_share(question) - store.cjk_share[union])
+        dense = np.clip((adjusted - s.dense_floor) / (s.dense_ceiling - s.dense_floor), 0.0, 1.0)
         best = store.lexical_max(terms)
         lexical = np.clip(lex[union] / best, 0.0, 1.0) if best > 0 and len(union) else np.zeros(len(union))
         return _Candidates(
@@ -133,6 +134,7 @@ class Retriever:
             dense=dense,
             lexical=lexical,
             cosine=cosine,
+            adjusted=adjusted,
             dense_rank={int(r): i + 1 for i, r in enumerate(d_rows)},
             bm25_rank={int(r): i + 1 for i, r in enumerate(b_rows)},
         )
@@ -144,7 +146,7 @@ class Retriever:
     def _order(self, c: _Candidates, convex: np.ndarray, mode: Mode) -> np.ndarray:
         """Candidate indices best first, with the score each mode ranks by."""
         if mode == "dense":
-            key = c.cosine
+            key = c.adjusted
         elif mode == "bm25":
             key = c.lexical
         elif self.settings.fusion == "rrf":
