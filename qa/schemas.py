@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from qa.retrieval import Answer
 
 MAX_QUESTION = 1000
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]")
+VISIBLE = r"[^\s\x00-\x1f\x7f-\x9f\ufeff]"  # at least one such character: a blank question is a 422
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -24,7 +25,7 @@ class AskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    question: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION)] = Field(
+    question: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION, pattern=VISIBLE)] = Field(
         description="Question in simplified/traditional Chinese or English, 1–1000 characters.",
         examples=["日本产业空心化有哪些表现？"],
     )
@@ -41,12 +42,14 @@ class AskRequest(BaseModel):
             return int(value)
         return value
 
-    @field_validator("question")
+    @field_validator("question", mode="before")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        value = sanitize(value)
-        if not value.strip():
-            raise ValueError("question must not be empty or whitespace")
+    def _not_blank(cls, value: Any) -> Any:
+        """Runs first so a blank question gets this message rather than the schema pattern's."""
+        if isinstance(value, str):
+            value = sanitize(value)
+            if not value.strip():
+                raise ValueError("question must not be empty or whitespace")
         return value
 
 

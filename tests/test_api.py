@@ -166,6 +166,8 @@ def test_out_of_domain_question_is_not_answerable(client: TestClient) -> None:
     [
         {"question": ""},
         {"question": "   \n\t "},
+        {"question": "\u0001"},
+        {"question": "\ufeff "},
         {"question": "长" * 1001},
         {"question": "x", "top_k": 0},
         {"question": "x", "top_k": 51},
