@@ -185,8 +185,9 @@ class Retriever:
         for rank, i in enumerate(picked, start=1):
             row = int(c.rows[i])
             chunk = store.chunk(row)
-            spans, matched = _term_spans(chunk.text, shown)
-            evidence = _best_sentence(chunk.text, spans, matched, idf)
+            norm = normalize(chunk.text)
+            spans, matched = _term_spans(norm, shown)
+            evidence = _best_sentence(chunk.text, norm, spans, matched, idf)
             score = {"dense": c.dense[i], "bm25": c.lexical[i]}.get(mode, convex[i])
             hit = Hit(
                 rank=rank,
@@ -251,9 +252,8 @@ def _overlaps(a: Chunk, b: Chunk) -> bool:
     return inter > 0.5 * min(a.end - a.start, b.end - b.start)
 
 
-def _term_spans(text: str, terms: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
-    """Spans of the matched question terms; jieba's sub-words of a matched longer term are left out."""
-    norm = normalize(text)
+def _term_spans(norm: str, terms: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
+    """Spans of matched question terms in the normalised passage, without sub-words of a longer match."""
     matched = _longest([t for t in terms if t in norm])
     spans = []
     for term in matched:
@@ -280,15 +280,15 @@ def _longest(terms: list[str]) -> list[str]:
 
 
 def _best_sentence(
-    text: str, spans: list[tuple[int, int]], matched: list[str], idf: dict[str, float]
+    text: str, norm: str, spans: list[tuple[int, int]], matched: list[str], idf: dict[str, float]
 ) -> tuple[int, int] | None:
+    """The sentence with the most IDF mass of matched terms (`matched` holds no sub-words already)."""
     if not spans:
         return None
-    norm = normalize(text)
     best, best_score = None, 0.0
     for sent in sentences(text):
         piece = norm[sent.start : sent.end]
-        score = sum(idf.get(t, 0.0) for t in _longest([t for t in matched if t in piece]))
+        score = sum(idf.get(t, 0.0) for t in matched if t in piece)
         if score > best_score:
             best, best_score = (sent.start, sent.end), score
     return best
