@@ -7,7 +7,8 @@ and `/readyz` says 503 until the service is warm.
 from __future__ import annotations
 
 import logging
-import threading
+import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,12 +20,15 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from qa.admin import install_admin
 from qa.config import Settings
-from qa.errors import NotReadyError, QAError
+from qa.errors import QAError
+from qa.runtime import Runtime
 from qa.schemas import (
     AskRequest,
     AskResponse,
@@ -40,6 +44,7 @@ from qa.schemas import (
 from qa.service import Service
 
 log = logging.getLogger(__name__)
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # echoed only if it is this safe; else a fresh one
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "Malformed JSON body"},
@@ -54,49 +59,29 @@ DEMO_CSP = (
 )
 
 
-class ServiceHolder:
-    """Holds the service once it is loaded (or the error that stopped it)."""
-
-    def __init__(self, settings: Settings, service: Service | None = None) -> None:
-        self.settings = settings
-        self.service = service
-        self.error: str | None = None
-
-    def load(self) -> None:
-        try:
-            service = self.service or Service(self.settings)
-            service.warm_up()
-            self.service = service
-            log.info("ready: index %s", service.snapshot().version)
-        except QAError as exc:
-            self.error = exc.message
-            log.error("service failed to start: %s", exc.message)
-        except Exception as exc:  # keep the process up so /readyz can say why
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("service failed to start")
-
-    def ready(self) -> Service:
-        if self.service is None or self.service._snapshot is None:
-            raise NotReadyError(self.error or "the model and index are still loading; retry shortly")
-        return self.service
-
-
 def get_service(request: Request) -> Service:
-    holder: ServiceHolder = request.app.state.holder
-    return holder.ready()
+    runtime: Runtime = request.app.state.runtime
+    return runtime.ready()
+
+
+def rate_limit(request: Request) -> None:
+    """Counts the request against its client's QA_RATE_LIMIT (a no-op when unset)."""
+    limiter = request.app.state.runtime.limiter
+    if limiter is not None:
+        limiter.check(request.client.host if request.client else None, request.headers.get("authorization"))
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
-    holder = ServiceHolder(settings, service)
+    runtime = Runtime(settings, service)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        thread = threading.Thread(target=holder.load, name="qa-load", daemon=True)
-        thread.start()
+        runtime.start_loading()
         yield
+        await run_in_threadpool(runtime.close)
 
     app = FastAPI(
         title="Chinese reports QA",
@@ -105,14 +90,25 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         "and the US–Japan economic-security alliance.",
         lifespan=lifespan,
     )
-    app.state.holder = holder
+    app.state.runtime = runtime
     _install_errors(app)
     _install_middleware(app, settings)
+    Instrumentator(
+        should_group_status_codes=False, excluded_handlers=["/metrics"], registry=runtime.metrics.registry
+    ).instrument(app).expose(app, include_in_schema=False)
 
-    @app.post("/v1/ask", response_model=AskResponse, responses={**ERRORS, **NOT_FOUND}, tags=["qa"])
-    async def ask(body: AskRequest, service: ServiceDep) -> AskResponse:
+    @app.post(
+        "/v1/ask",
+        response_model=AskResponse,
+        responses={**ERRORS, **NOT_FOUND, 429: {"model": ErrorBody, "description": "Over QA_RATE_LIMIT"}},
+        dependencies=[Depends(rate_limit)],
+        tags=["qa"],
+    )
+    async def ask(body: AskRequest, request: Request, service: ServiceDep) -> AskResponse:
         """Ranked passages answering the question, each with its exact span in the source file."""
+        request.state.question = body.question
         answer = await run_in_threadpool(service.ask, body.question, body.top_k, body.doc_ids)
+        runtime.metrics.observe_answer(answer)
         return answer_response(answer)
 
     @app.get("/v1/documents", response_model=DocumentList, responses=ERRORS, tags=["documents"])
@@ -141,7 +137,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     @app.get("/readyz", response_model=Ready, responses={503: {"model": Ready}}, tags=["ops"])
     async def readyz(request: Request) -> Response:
         try:
-            service = request.app.state.holder.ready()
+            service = runtime.ready()
             body = Ready(status="ready", index_version=service.snapshot().version)
             return JSONResponse(body.model_dump())
         except QAError as exc:
@@ -153,6 +149,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         m = snap.manifest
         return Info(
             version=_version(),
+            pid=os.getpid(),
             model=service.embedder.identity.as_dict(),
             index={
                 "version": snap.version,
@@ -169,6 +166,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
             },
         )
 
+    install_admin(app)
     _install_widget(app)
     return app
 
@@ -198,7 +196,9 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
 def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(QAError)
     async def qa_error(request: Request, exc: QAError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -234,68 +234,97 @@ def _clean_error(error: Any) -> dict[str, Any]:
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
+        app.add_middleware(PublicCORS, origins=list(settings.cors_origins))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, max_document_bytes=settings.max_document_bytes)
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        sent = request.headers.get("x-request-id", "")
+        request_id = sent if REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Request-ID"] = request_id
+        extra: dict[str, Any] = {
+            "qa_request_id": request_id,
+            "qa_method": request.method,
+            "qa_path": request.url.path,
+            "qa_status": response.status_code,
+            "qa_ms": round((time.perf_counter() - started) * 1000, 1),
+            "qa_client": request.client.host if request.client else None,
+        }
+        question = getattr(request.state, "question", None)
+        if settings.log_questions and question is not None:
+            extra["qa_question"] = question
+        log.info("%s %s %d", request.method, request.url.path, response.status_code, extra=extra)
+        return response
+
+
+def is_admin_request(scope: Scope) -> bool:
+    """Admin routes, and CORS preflights asking for an admin method."""
+    path: str = scope.get("path", "")
+    if path.startswith(("/v1/jobs", "/v1/index/")):
+        return True
+    method: str = scope.get("method", "")
+    if method == "OPTIONS":
+        method = dict(scope.get("headers", [])).get(b"access-control-request-method", b"").decode("latin-1").upper()
+    return path.startswith("/v1/documents/") and method in ("PUT", "DELETE")
+
+
+class PublicCORS:
+    """CORS for QA_CORS_ORIGINS on the public routes only: admin routes never answer cross-origin."""
+
+    def __init__(self, app: ASGIApp, origins: list[str]) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=origins,
             allow_credentials=False,
             allow_methods=["GET", "POST"],
             allow_headers=["content-type", "x-request-id"],
             expose_headers=["x-request-id"],
         )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Request-ID"] = request_id[:128]
-        log.info(
-            "%s %s %d",
-            request.method,
-            request.url.path,
-            response.status_code,
-            extra={
-                "qa_request_id": request_id[:128],
-                "qa_status": response.status_code,
-                "qa_ms": round((time.perf_counter() - started) * 1000, 1),
-            },
-        )
-        return response
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_admin_request(scope):
+            await self.app(scope, receive, send)
+        else:
+            await self.cors(scope, receive, send)
 
 
 class BodyLimit:
     """413 for bodies over the limit, by Content-Length or while streaming a chunked body."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, max_document_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_document_bytes = max_document_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        document = scope.get("method") == "PUT" and scope.get("path", "").startswith("/v1/documents/")
+        limit = self.max_document_bytes if document else self.max_bytes
+        what = "document" if document else "request body"
+        setting = "QA_MAX_DOCUMENT_BYTES" if document else "QA_MAX_BODY_BYTES"
+        message = f"{what} over {limit} bytes ({setting})"
         length = dict(scope.get("headers", [])).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(scope, receive, send)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await error_response(413, "payload_too_large", message)(scope, receive, send)
             return
         seen = 0
 
         async def limited() -> Message:
             nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise StarletteHTTPException(413, f"request body over {self.max_bytes} bytes")
-            return message
+            received = await receive()
+            if received["type"] == "http.request":
+                seen += len(received.get("body", b""))
+                if seen > limit:
+                    raise StarletteHTTPException(413, message)
+            return received
 
         await self.app(scope, limited, send)
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, "payload_too_large", f"request body over {self.max_bytes} bytes")
-        await response(scope, receive, send)
 
 
 def _version() -> str:

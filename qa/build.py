@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +42,13 @@ from qa.tokens import Tokenizer
 log = logging.getLogger(__name__)
 
 CLEANER_VERSION = 1  # bump when cleaning or chunking rules change: forces re-chunking
+EMBED_SLICE = 64  # chunks embedded between two progress reports
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total): reported to rebuild jobs
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,10 @@ def build_config(settings: Settings, embedder: Embedder) -> dict[str, Any]:
 
 
 @contextmanager
-def build_lock(index_dir: Path) -> Iterator[None]:
+def build_lock(index_dir: Path, name: str = ".build.lock") -> Iterator[None]:
+    """An exclusive flock: across the processes of one server, and released if the holder dies."""
     index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".build.lock", "w") as fh:
+    with open(index_dir / name, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -90,14 +98,25 @@ def build_lock(index_dir: Path) -> Iterator[None]:
 
 
 def build_index(
-    settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, force: bool = False, progress: bool = True
+    settings: Settings,
+    embedder: Embedder,
+    tokenizer: Tokenizer,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    on_progress: Progress | None = None,
 ) -> BuildResult:
+    report = on_progress or _quiet
+    report("waiting for the build lock", 0, 0)
     with build_lock(settings.index_dir):
-        return _build(settings, embedder, tokenizer, force=force, progress=progress)
+        return _build(settings, embedder, tokenizer, force=force, progress=progress, report=report)
 
 
-def _build(settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, force: bool, progress: bool) -> BuildResult:
+def _build(
+    settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, force: bool, progress: bool, report: Progress
+) -> BuildResult:
     started = time.perf_counter()
+    report("reading corpus", 0, 0)
     docs = load_corpus(settings.corpus_dir)
     config = build_config(settings, embedder)
     hashes = {d.doc_id: d.sha256 for d in docs}
@@ -109,7 +128,8 @@ def _build(settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, forc
 
     params = ChunkParams(settings.chunk_size, settings.chunk_overlap, settings.chunk_max)
     parts: list[tuple[list[Chunk], list[list[str]], np.ndarray | None]] = []
-    for doc in tqdm(docs, desc="chunking", unit="doc", disable=not progress):
+    for i, doc in enumerate(tqdm(docs, desc="chunking", unit="doc", disable=not progress)):
+        report("chunking", i, len(docs))
         record = old.document_record(doc.doc_id) if reusable and old is not None else None
         if record is not None and record["sha256"] == doc.sha256:
             parts.append((record["chunks"], record["terms"], record["vectors"]))
@@ -119,7 +139,7 @@ def _build(settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, forc
 
     fresh = [c.text for chunks, _, vecs in parts if vecs is None for c in chunks]
     log.info("embedding %d new chunks (%d reused)", len(fresh), sum(len(p[0]) for p in parts) - len(fresh))
-    fresh_vectors = embedder.encode_passages(fresh)
+    fresh_vectors = _embed(embedder, fresh, report)
     all_chunks: list[Chunk] = []
     all_terms: list[list[str]] = []
     all_vectors = [np.zeros((0, embedder.identity.dim), np.float32)]
@@ -134,6 +154,7 @@ def _build(settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, forc
 
     version = _version(config, hashes)
     manifest = _manifest(config, version, docs, all_chunks, len(fresh))
+    report("writing snapshot", len(fresh), len(fresh))
     with new_snapshot_dir(settings.index_dir, version) as tmp:
         write_snapshot(tmp, manifest, docs, all_chunks, all_terms, vectors.astype(np.float32))
     switch_pointer(settings.index_dir, version)
@@ -142,6 +163,16 @@ def _build(settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, forc
     seconds = time.perf_counter() - started
     log.info("built index %s: %d docs, %d chunks in %.1fs", version, len(docs), len(all_chunks), seconds)
     return BuildResult(version, True, len(docs), len(all_chunks), len(fresh), removed, seconds)
+
+
+def _embed(embedder: Embedder, texts: list[str], report: Progress) -> np.ndarray:
+    """Embed in slices so a rebuild job can say how far it got."""
+    parts = [np.zeros((0, embedder.identity.dim), np.float32)]
+    for start in range(0, len(texts), EMBED_SLICE):
+        report("embedding", start, len(texts))
+        parts.append(embedder.encode_passages(texts[start : start + EMBED_SLICE]))
+    report("embedding", len(texts), len(texts))
+    return np.concatenate(parts)
 
 
 def _previous(index_dir: Path) -> FaissSnapshot | None:

@@ -50,6 +50,16 @@ class Settings:
     log_level: str = "info"
     max_body_bytes: int = 64 * 1024
     cors_origins: tuple[str, ...] = field(default=())
+    # Operations
+    admin_token: str = field(default="", repr=False)  # "" = admin routes answer 403
+    max_document_bytes: int = 5 * 1024 * 1024
+    rate_limit: str = ""  # e.g. "60/minute" per client on /v1/ask; "" = off
+    rate_limit_storage: str = "memory://"  # a `limits` storage URI, e.g. redis://host:6379 for many workers
+    rate_limit_localhost: bool = False  # also limit loopback clients (off: local tools and benchmarks)
+    log_questions: bool = False  # put question text in the request log
+    build_on_start: bool = True  # serve a stale index at once and rebuild it in the background
+    poll_seconds: float = 1.0  # how often a worker checks the CURRENT pointer for a new snapshot
+    jobs_kept: int = 200  # finished job records kept under <index_dir>/jobs
 
     @property
     def models_dir(self) -> Path:
@@ -77,11 +87,27 @@ class Settings:
             (1 <= self.port <= 65535, "QA_PORT", self.port),
             (self.workers >= 1, "QA_WORKERS", self.workers),
             (self.candidates >= 1, "QA_CANDIDATES", self.candidates),
+            (self.max_document_bytes >= 1, "QA_MAX_DOCUMENT_BYTES", self.max_document_bytes),
+            (self.poll_seconds > 0, "QA_POLL_SECONDS", self.poll_seconds),
+            (self.jobs_kept >= 1, "QA_JOBS_KEPT", self.jobs_kept),
+            (_valid_rate(self.rate_limit), "QA_RATE_LIMIT", self.rate_limit),
         ]
         for ok, key, value in checks:
             if not ok:
                 raise ConfigError(f"{key}={value!r} is out of range")
         return self
+
+
+def _valid_rate(value: str) -> bool:
+    """ "" (off) or a `limits` rate string such as "60/minute" or "10/second;500/hour"."""
+    if not value:
+        return True
+    from limits import parse_many
+
+    try:
+        return bool(parse_many(value))
+    except ValueError:
+        return False
 
 
 def _parse(key: str, raw: str, default: Any) -> Any:

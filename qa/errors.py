@@ -13,6 +13,7 @@ class QAError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers: dict[str, str] = {}
 
 
 class ConfigError(QAError):
@@ -53,4 +54,23 @@ class DocumentNotFoundError(QAError):
     """A doc_id the client named is not in the index."""
 
     code = "document_not_found"
+    status = 404
+
+
+class UnauthorizedError(QAError):
+    """An admin route was called without a bearer token."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class ForbiddenError(QAError):
+    """A wrong admin token, or the admin API is disabled (QA_ADMIN_TOKEN unset)."""
+
+    code = "forbidden"
+    status = 403
+
+
+class JobNotFoundError(QAError):
+    code = "job_not_found"
     status = 404

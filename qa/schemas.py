@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from qa.jobs import Job
 from qa.retrieval import Answer
 
 MAX_QUESTION = 1000
@@ -120,6 +121,7 @@ class Ready(BaseModel):
 
 class Info(BaseModel):
     version: str
+    pid: int = Field(description="The worker process that answered (with QA_WORKERS > 1 there are several).")
     model: dict[str, Any]
     index: dict[str, Any]
     settings: dict[str, Any]
@@ -152,4 +154,79 @@ def answer_response(answer: Answer) -> AskResponse:
             )
             for h in answer.hits
         ],
+    )
+
+
+class RebuildRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    force: bool = Field(default=False, description="Re-embed every document, not only changed ones.")
+
+
+class JobChange(BaseModel):
+    op: str = Field(description='"put" or "delete"')
+    doc_id: str
+
+
+class JobProgress(BaseModel):
+    stage: str = Field(description="queued, waiting for the build lock, reading corpus, chunking, embedding, …, done")
+    done: int
+    total: int
+    fraction: float = Field(description="Rough share of the job done, 0–1.")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str = Field(description="put, delete, rebuild, or startup (a stale index found when the server started)")
+    state: str = Field(description="queued, running, succeeded, failed, or interrupted (the server stopped)")
+    force: bool
+    changes: list[JobChange] = Field(description="Document changes this build applies (changes coalesce).")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+    progress: JobProgress
+    chunks_embedded: int
+    documents: int | None
+    chunks: int | None
+    index_version_before: str | None
+    index_version: str | None = Field(description="The snapshot this job produced, once it succeeded.")
+    error: str | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+_STAGE_SHARE = {"queued": 0.0, "starting": 0.0, "waiting for the build lock": 0.0, "reading corpus": 0.02}
+
+
+def job_out(job: Job) -> JobOut:
+    if job.state in ("succeeded",):
+        fraction = 1.0
+    elif job.stage == "chunking":
+        fraction = 0.02 + 0.08 * (job.done / job.total if job.total else 0)
+    elif job.stage == "embedding":
+        fraction = 0.1 + 0.85 * (job.done / job.total if job.total else 1)
+    elif job.stage == "writing snapshot":
+        fraction = 0.95
+    else:
+        fraction = _STAGE_SHARE.get(job.stage, 0.0)
+    return JobOut(
+        id=job.id,
+        kind=job.kind,
+        state=job.state,
+        force=job.force,
+        changes=[JobChange(**c) for c in job.changes],
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        duration_s=job.duration_s,
+        progress=JobProgress(stage=job.stage, done=job.done, total=job.total, fraction=round(fraction, 3)),
+        chunks_embedded=job.chunks_embedded,
+        documents=job.documents,
+        chunks=job.chunks,
+        index_version_before=job.index_version_before,
+        index_version=job.index_version,
+        error=job.error,
     )

@@ -1,4 +1,9 @@
-"""Run the service: build or refresh the index (with progress), then serve with uvicorn."""
+"""Run the service: build the index if there is none to serve (with progress), then serve with uvicorn.
+
+A missing index, or one built with another model or chunker, is built before
+serving. An index that only lags the corpus serves at once, and the app rebuilds
+it in the background (QA_BUILD_ON_START), swapping when done.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +23,14 @@ def serve(settings: Settings) -> int:
 
     setup_logging(settings.log_level)
     service = Service(settings)
-    if service.is_stale():
-        log.info("index missing or out of date: building")
+    state = service.index_state()
+    if state in ("missing", "config"):
+        log.info("index %s: building before serving", "missing" if state == "missing" else "built with other settings")
         result = service.build()
         log.info("index %s ready: %d docs, %d chunks", result.version, result.documents, result.chunks)
+    elif state == "corpus":
+        action = "serving it and rebuilding in the background" if settings.build_on_start else "QA_BUILD_ON_START=0"
+        log.warning("the corpus changed since the index was built: %s", action)
     log.info("serving on http://%s:%d (%d worker(s))", settings.host, settings.port, settings.workers)
     if settings.workers > 1:
         # each worker process loads its own model and snapshot from the same index directory

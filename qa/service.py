@@ -12,8 +12,9 @@ import logging
 import threading
 import time
 from dataclasses import replace
+from typing import Literal
 
-from qa.build import BuildResult, build_config, build_index
+from qa.build import BuildResult, Progress, build_config, build_index
 from qa.config import Settings
 from qa.corpus import load_corpus
 from qa.embedding import Embedder
@@ -24,6 +25,8 @@ from qa.tokens import Tokenizer
 
 log = logging.getLogger(__name__)
 
+IndexState = Literal["missing", "config", "corpus", "current"]
+
 
 class Service:
     def __init__(
@@ -31,13 +34,13 @@ class Service:
         settings: Settings,
         embedder: Embedder | None = None,
         tokenizer: Tokenizer | None = None,
-        poll_seconds: float = 1.0,
+        poll_seconds: float | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder or Embedder(settings)
         self.tokenizer = tokenizer or Tokenizer()
         self.retriever = Retriever(self.embedder, self.tokenizer, settings)
-        self.poll_seconds = poll_seconds
+        self.poll_seconds = settings.poll_seconds if poll_seconds is None else poll_seconds
         self._snapshot: FaissSnapshot | None = None
         self._stamp: str | None = None
         self._checked = 0.0
@@ -49,20 +52,37 @@ class Service:
         other._snapshot, other._stamp, other._checked = self._snapshot, self._stamp, self._checked
         return other
 
-    def is_stale(self) -> bool:
-        """True when the corpus or the build settings differ from the serving index."""
+    def index_state(self) -> IndexState:
+        """ "missing", "config" (model/chunker/tokenizer changed), "corpus" (files changed) or "current"."""
         path = current_snapshot_dir(self.settings.index_dir)
         if path is None:
-            return True
+            return "missing"
         manifest = read_manifest(path)
         config = build_config(self.settings, self.embedder)
         if any(manifest.get(k) != v for k, v in config.items()):
-            return True
+            return "config"
         hashes = {d.doc_id: d.sha256 for d in load_corpus(self.settings.corpus_dir)}
-        return manifest.get("corpus") != hashes
+        return "current" if manifest.get("corpus") == hashes else "corpus"
 
-    def build(self, *, force: bool = False, progress: bool = True) -> BuildResult:
-        return build_index(self.settings, self.embedder, self.tokenizer, force=force, progress=progress)
+    def is_stale(self) -> bool:
+        """True when the corpus or the build settings differ from the serving index."""
+        return self.index_state() != "current"
+
+    def build(self, *, force: bool = False, progress: bool = True, on_progress: Progress | None = None) -> BuildResult:
+        result = build_index(
+            self.settings, self.embedder, self.tokenizer, force=force, progress=progress, on_progress=on_progress
+        )
+        self.refresh()
+        return result
+
+    def refresh(self) -> None:
+        """Check the pointer on the next `snapshot()` call (this process just moved it)."""
+        self._checked = float("-inf")
+
+    @property
+    def loaded(self) -> FaissSnapshot | None:
+        """The snapshot in memory, without checking the pointer (None before the first load)."""
+        return self._snapshot
 
     def snapshot(self) -> FaissSnapshot:
         now = time.monotonic()

@@ -1,0 +1,174 @@
+"""Admin routes: put and delete documents, rebuild, follow jobs. Bearer token only.
+
+The token (QA_ADMIN_TOKEN) is compared in constant time. Without it configured
+every admin route answers 403 saying how to enable it; without a token sent,
+401; with a wrong one, 403. CORS never applies to these routes (see api.py).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from qa.documents import DOC_ID_MAX, DOC_ID_PATTERN, parse_upload
+from qa.errors import DocumentNotFoundError, ForbiddenError, JobNotFoundError, UnauthorizedError
+from qa.jobs import Job
+from qa.runtime import Runtime
+from qa.schemas import ErrorBody, JobList, JobOut, RebuildRequest, job_out
+
+log = logging.getLogger(__name__)
+
+bearer = HTTPBearer(auto_error=False, description="The admin token (QA_ADMIN_TOKEN).")
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("No bearer token sent"),
+    403: _error("Wrong token, or the admin API is disabled (QA_ADMIN_TOKEN unset)"),
+    422: _error("Invalid request"),
+    500: _error("The corpus directory could not be written; nothing was changed"),
+    503: _error("Service not ready yet"),
+}
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("Malformed request"),
+    413: _error("Document over QA_MAX_DOCUMENT_BYTES"),
+    415: _error("Not text/plain or text/markdown, or a charset other than UTF-8/GB18030"),
+    507: _error("The corpus volume is full; nothing was changed"),
+}
+DocId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=DOC_ID_MAX,
+        pattern=DOC_ID_PATTERN,
+        description="Letters, digits, CJK, `_`, `.`, `-`; no `/`, `\\`, no leading or trailing dot; ≤ 64 chars.",
+        examples=["report-2026"],
+    ),
+]
+TEXT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The document, UTF-8 or GB18030 (say `charset=` or let the server detect it).",
+        "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            "text/markdown": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def require_admin(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
+    token = get_runtime(request).settings.admin_token
+    if not token:
+        raise ForbiddenError("the admin API is disabled: set QA_ADMIN_TOKEN on the server to enable it")
+    if credentials is None:
+        err = UnauthorizedError("send the admin token as `Authorization: Bearer <QA_ADMIN_TOKEN>`")
+        err.headers = {"WWW-Authenticate": "Bearer"}
+        raise err
+    if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+        raise ForbiddenError("wrong admin token")
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ADMIN = [Depends(require_admin)]
+
+
+def install_admin(app: FastAPI) -> None:
+    @app.put(
+        "/v1/documents/{doc_id:path}",
+        status_code=202,
+        response_model=JobOut,
+        responses={**AUTH_ERRORS, **UPLOAD_ERRORS},
+        dependencies=ADMIN,
+        openapi_extra=TEXT_BODY,
+        tags=["admin"],
+    )
+    async def put_document(
+        doc_id: DocId,
+        request: Request,
+        response: Response,
+        runtime: RuntimeDep,
+        title: Annotated[str | None, Query(min_length=1, max_length=200, description="Display title")] = None,
+    ) -> JobOut:
+        """Add or replace a document: on disk atomically before the 202, indexed by the returned job."""
+        runtime.ready()
+        body = await request.body()
+        content_type = request.headers.get("content-type")
+        upload = parse_upload(doc_id, body, content_type, runtime.settings.max_document_bytes)
+        media = (content_type or "").split(";")[0].strip().lower()
+        replaced = runtime.writer.put(upload, media, title.strip() if title else None)
+        job = runtime.runner().submit("put", {"op": "put", "doc_id": doc_id})
+        log.info("admin put %s (%s)", doc_id, "replaced" if replaced else "new", extra={"qa_job": job.id})
+        return _accepted(job, response)
+
+    @app.delete(
+        "/v1/documents/{doc_id:path}",
+        status_code=202,
+        response_model=JobOut,
+        responses={**AUTH_ERRORS, 404: _error("Unknown document")},
+        dependencies=ADMIN,
+        tags=["admin"],
+    )
+    async def delete_document(doc_id: DocId, response: Response, runtime: RuntimeDep) -> JobOut:
+        """Remove a document; once the job succeeds no answer cites it."""
+        runtime.ready()
+        if not runtime.writer.delete(doc_id):
+            raise DocumentNotFoundError(f"no document {doc_id!r} in the corpus", {"doc_id": doc_id})
+        job = runtime.runner().submit("delete", {"op": "delete", "doc_id": doc_id})
+        log.info("admin delete %s", doc_id, extra={"qa_job": job.id})
+        return _accepted(job, response)
+
+    @app.post(
+        "/v1/index/rebuild",
+        status_code=202,
+        response_model=JobOut,
+        responses={**AUTH_ERRORS, 400: _error("Malformed JSON body")},
+        dependencies=ADMIN,
+        tags=["admin"],
+    )
+    async def rebuild(
+        response: Response, runtime: RuntimeDep, body: Annotated[RebuildRequest | None, Body()] = None
+    ) -> JobOut:
+        """Bring the index up to date with the corpus directory (`force`: re-embed everything)."""
+        runtime.ready()
+        job = runtime.runner().submit("rebuild", force=bool(body and body.force))
+        return _accepted(job, response)
+
+    @app.get(
+        "/v1/jobs/{job_id}",
+        response_model=JobOut,
+        responses={**AUTH_ERRORS, 404: _error("Unknown job")},
+        dependencies=ADMIN,
+        tags=["admin"],
+    )
+    async def get_job(job_id: Annotated[str, Path(max_length=64)], runtime: RuntimeDep) -> JobOut:
+        """State, progress and result of a rebuild job (from any worker of this server)."""
+        job = runtime.job(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r}", {"job_id": job_id})
+        return job_out(job)
+
+    @app.get("/v1/jobs", response_model=JobList, responses=AUTH_ERRORS, dependencies=ADMIN, tags=["admin"])
+    async def list_jobs(
+        runtime: RuntimeDep, limit: Annotated[int, Query(ge=1, le=200, description="Newest first")] = 20
+    ) -> JobList:
+        return JobList(jobs=[job_out(j) for j in runtime.jobs.recent(limit)])
+
+
+def _accepted(job: Job, response: Response) -> JobOut:
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job_out(job)
