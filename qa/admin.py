@@ -14,11 +14,11 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from qa.documents import DOC_ID_MAX, DOC_ID_PATTERN, parse_upload
+from qa.documents import DOC_ID_MAX, DOC_ID_PATTERN, NOT_BINARY, parse_upload
 from qa.errors import DocumentNotFoundError, ForbiddenError, JobNotFoundError, UnauthorizedError
 from qa.jobs import Job
 from qa.runtime import Runtime
-from qa.schemas import ErrorBody, JobList, JobOut, RebuildRequest, job_out
+from qa.schemas import VISIBLE, ErrorBody, JobList, JobOut, RebuildRequest, job_out, sanitize
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,15 @@ DocId = Annotated[
         examples=["report-2026"],
     ),
 ]
+# No "type": a text/plain body has no JSON type on the wire (`{}` sent as text is the text "{}"); the patterns
+# say what is checked: at least one visible character, no control characters but tab, newlines, form feeds.
+_TEXT = {"allOf": [{"pattern": NOT_BINARY}, {"pattern": VISIBLE}]}
 TEXT_BODY = {
     "requestBody": {
         "required": True,
-        "description": "The document, UTF-8 or GB18030 (say `charset=` or let the server detect it).",
-        "content": {
-            "text/plain": {"schema": {"type": "string"}},
-            "text/markdown": {"schema": {"type": "string"}},
-        },
+        "description": "The document, UTF-8 or GB18030 (say `charset=` or let the server detect it): "
+        "text with at least one visible character and no control characters but tab, newlines and form feeds.",
+        "content": {"text/plain": {"schema": _TEXT}, "text/markdown": {"schema": _TEXT}},
     }
 }
 
@@ -110,7 +111,8 @@ def install_admin(app: FastAPI) -> None:
         content_type = request.headers.get("content-type")
         upload = parse_upload(doc_id, body, content_type, runtime.settings.max_document_bytes)
         media = (content_type or "").split(";")[0].strip().lower()
-        replaced = runtime.writer.put(upload, media, title.strip() if title else None)
+        clean_title = sanitize(title).strip() if title else None
+        replaced = runtime.writer.put(upload, media, clean_title or None)
         job = runtime.runner().submit("put", {"op": "put", "doc_id": doc_id})
         log.info("admin put %s (%s)", doc_id, "replaced" if replaced else "new", extra={"qa_job": job.id})
         return _accepted(job, response)

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_fastapi_instrumentator import Instrumentator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa.admin import install_admin
@@ -74,6 +75,38 @@ def rate_limit(request: Request) -> None:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+class UnknownParameterError(QAError):
+    code = "invalid_request"
+    status = 422
+
+
+def reject_unknown_query(request: Request) -> None:
+    """Unknown or repeated query parameters are refused, like unknown JSON fields: a typo must not silently
+    do nothing, and `?title=a&title=b` must not silently pick one."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise UnknownParameterError(
+            f"unknown query parameter: {', '.join(unknown)[:200]}", {"unknown": unknown[:20], "known": sorted(known)}
+        )
+    repeated = sorted(k for k in known if len(request.query_params.getlist(k)) > 1)
+    if repeated:
+        raise UnknownParameterError(
+            f"query parameter given more than once: {', '.join(repeated)}", {"repeated": repeated}
+        )
+
+
 def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     runtime = Runtime(settings, service)
 
@@ -89,6 +122,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         description="Ranked passages with exact citations from Chinese reports on Japan's industrial hollowing-out "
         "and the US–Japan economic-security alliance.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.runtime = runtime
     _install_errors(app)
@@ -215,16 +249,30 @@ def _install_errors(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         message = str(exc.detail) if exc.detail else "error"
         if exc.status_code == 404:
+            if request.method in ("PUT", "DELETE") and request.url.path.startswith("/v1/documents/"):
+                # the router's {doc_id:path} does not match ids with a line break: an invalid id, like the others
+                return error_response(422, "invalid_request", "doc_id: not a valid document id", None)
             message = f"no route {request.method} {request.url.path}"
         response = error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message)
         for key, value in (exc.headers or {}).items():
             response.headers[key] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal server error; the incident was logged")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (Starlette names only the first route that matched)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 def _clean_error(error: Any) -> dict[str, Any]:

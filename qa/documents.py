@@ -23,6 +23,7 @@ from pathlib import Path
 from qa.build import build_lock
 from qa.corpus import EXTENSIONS, METADATA_FILE, decode, load_metadata
 from qa.errors import QAError
+from qa.schemas import VISIBLE
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,9 @@ DOC_ID_PATTERN = r"^[0-9A-Za-z\u3400-\u9fff](?:[0-9A-Za-z\u3400-\u9fff_.\-]*[0-9
 _DOC_ID = re.compile(DOC_ID_PATTERN)
 MEDIA_TYPES = {"text/plain": ".txt", "text/markdown": ".md"}
 CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "gb18030": "gb18030", "gbk": "gb18030", "gb2312": "gb18030"}
-_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # C0 controls other than \t \n \v \f \r
+NOT_BINARY = r"^[^\x00-\x08\x0e-\x1f\x7f]*$"  # no C0 controls other than \t \n \v \f \r
+_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_VISIBLE = re.compile(VISIBLE)
 
 
 class UnsupportedMediaTypeError(QAError):
@@ -101,8 +104,8 @@ def parse_upload(doc_id: str, body: bytes, content_type: str | None, max_bytes: 
             f"the body looks binary: control character U+{ord(bad.group()):04X} at character {bad.start()}",
             {"character": bad.start()},
         )
-    if not text.strip():
-        raise InvalidDocumentError("the document is empty")
+    if not _VISIBLE.search(text):
+        raise InvalidDocumentError("the document is empty (no visible character)")
     data = body if _decodes_to(body, text) else text.encode("utf-8")
     return Upload(doc_id, text, data, encoding)
 

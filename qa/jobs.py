@@ -76,7 +76,7 @@ class JobStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".job-", suffix=".tmp", dir=self.dir)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(job.as_dict(), fh, ensure_ascii=False)
+            json.dump(job.as_dict(), fh)  # ASCII escapes: any text in an error message can be written
         os.replace(tmp, self.dir / f"{job.id}.json")
 
     def load(self, job_id: str) -> Job | None:
@@ -189,14 +189,22 @@ class JobRunner:
                 self._running = job
                 job.state, job.started_at, job.stage = "running", _now(), "starting"
                 job.index_version_before = self._safe_version()
-                self.store.save(job)
-            self._run(job)
-            with self._cond:
-                self._running = None
-                self.store.save(job)
-                self._cond.notify_all()
+                self._save_quietly(job)
+            try:
+                self._run(job)
+            finally:  # whatever happens, the queue moves on and waiters wake up
+                with self._cond:
+                    self._running = None
+                    self._cond.notify_all()
+                    self._save_quietly(job)
             if self._on_finish is not None:
                 self._on_finish(job)
+
+    def _save_quietly(self, job: Job) -> None:
+        try:
+            self.store.save(job)
+        except Exception:
+            log.exception("could not record job %s", job.id)
 
     def _run(self, job: Job) -> None:
         last_save = 0.0
@@ -210,7 +218,7 @@ class JobRunner:
                 now = time.monotonic()
                 if now - last_save > 0.5 or stage != "embedding":
                     last_save = now
-                    self.store.save(job)
+                    self._save_quietly(job)
 
         try:
             result = self._build(job.force, progress)
