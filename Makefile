@@ -1,5 +1,5 @@
 # One entry point for people and CI. `make serve` and `make test` work on a fresh clone.
-.PHONY: setup serve test lint eval bench fuzz
+.PHONY: setup serve test lint eval bench fuzz load
 
 setup:
 	bash scripts/setup.sh
@@ -18,3 +18,9 @@ eval: setup
 
 bench: setup
 	.venv/bin/python bench/embedding.py
+
+fuzz: setup
+	bash bench/fuzz.sh 1000
+
+load: setup
+	.venv/bin/python bench/load.py --scenario both --duration 120

@@ -170,8 +170,9 @@ class JobRunner:
                 self._cond.wait(left)
         return True
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop taking jobs; a build in progress finishes (or dies with the process: the index stays valid)."""
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop taking jobs; a build in progress gets `timeout` seconds to finish. If the process ends first,
+        the index stays valid and the job reads `interrupted` after the next start."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
