@@ -27,6 +27,7 @@ from qa.chunking import Chunk, ChunkParams, chunk_document
 from qa.cleaning import clean
 from qa.config import Settings
 from qa.corpus import Document, load_corpus
+from qa.dense import dense_spec
 from qa.embedding import Embedder
 from qa.snapshot import (
     FORMAT_VERSION,
@@ -42,6 +43,7 @@ from qa.tokens import Tokenizer
 log = logging.getLogger(__name__)
 
 CLEANER_VERSION = 1  # bump when cleaning or chunking rules change: forces re-chunking
+FLAT = {"type": "flat"}
 EMBED_SLICE = 64  # chunks embedded between two progress reports
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): reported to rebuild jobs
@@ -122,7 +124,12 @@ def _build(
     hashes = {d.doc_id: d.sha256 for d in docs}
     old = _previous(settings.index_dir)
     reusable = old is not None and not force and _same_config(old.manifest, config)
-    if reusable and old is not None and old.manifest.get("corpus") == hashes:
+    if (
+        reusable
+        and old is not None
+        and old.manifest.get("corpus") == hashes
+        and old.manifest.get("dense_index", FLAT) == dense_spec(settings, len(old))
+    ):
         log.info("index %s is up to date: nothing to do", old.version)
         return BuildResult(old.version, False, len(docs), len(old), 0, 0, time.perf_counter() - started)
 
@@ -152,8 +159,10 @@ def _build(
         all_vectors.append(vecs)
     vectors = np.concatenate(all_vectors)
 
-    version = _version(config, hashes)
+    spec = dense_spec(settings, len(all_chunks))
+    version = _version(config, hashes, spec)
     manifest = _manifest(config, version, docs, all_chunks, len(fresh))
+    manifest["dense_index"] = spec
     report("writing snapshot", len(fresh), len(fresh))
     with new_snapshot_dir(settings.index_dir, version) as tmp:
         write_snapshot(tmp, manifest, docs, all_chunks, all_terms, vectors.astype(np.float32))
@@ -189,8 +198,10 @@ def _same_config(manifest: dict[str, Any], config: dict[str, Any]) -> bool:
     return all(manifest.get(k) == v for k, v in config.items())
 
 
-def _version(config: dict[str, Any], hashes: dict[str, str]) -> str:
-    digest = hashlib.sha256(json.dumps([hashes, config], sort_keys=True).encode()).hexdigest()
+def _version(config: dict[str, Any], hashes: dict[str, str], spec: dict[str, Any]) -> str:
+    # a flat index keeps the hash of earlier versions (no spec in it): same corpus, same version suffix
+    parts: list[Any] = [hashes, config] if spec == FLAT else [hashes, config, spec]
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{digest[:8]}"
 
 

@@ -34,6 +34,13 @@ class Settings:
     chunk_size: int = 300  # target characters per chunk
     chunk_overlap: int = 100  # characters of trailing sentences repeated in the next chunk
     chunk_max: int = 450  # hard cap; a longer sentence is split at a jieba word boundary
+    # Dense index (qa/dense.py)
+    faiss_index: str = "auto"  # auto | flat | hnsw | ivf
+    flat_max_chunks: int = 200_000  # auto: flat up to this many chunks, HNSW beyond
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 128
+    ivf_nprobe: int = 32
     # Retrieval
     candidates: int = 50  # per retriever, before fusion
     fusion: str = "convex"  # "convex" (calibrated scores) or "rrf"
@@ -87,6 +94,12 @@ class Settings:
             (1 <= self.port <= 65535, "QA_PORT", self.port),
             (self.workers >= 1, "QA_WORKERS", self.workers),
             (self.candidates >= 1, "QA_CANDIDATES", self.candidates),
+            (self.faiss_index in ("auto", "flat", "hnsw", "ivf"), "QA_FAISS_INDEX", self.faiss_index),
+            (self.hnsw_m >= 4, "QA_HNSW_M", self.hnsw_m),
+            (self.hnsw_ef_search >= 1, "QA_HNSW_EF_SEARCH", self.hnsw_ef_search),
+            (self.hnsw_ef_construction >= 1, "QA_HNSW_EF_CONSTRUCTION", self.hnsw_ef_construction),
+            (self.flat_max_chunks >= 0, "QA_FLAT_MAX_CHUNKS", self.flat_max_chunks),
+            (self.ivf_nprobe >= 1, "QA_IVF_NPROBE", self.ivf_nprobe),
             (self.max_document_bytes >= 1, "QA_MAX_DOCUMENT_BYTES", self.max_document_bytes),
             (self.poll_seconds > 0, "QA_POLL_SECONDS", self.poll_seconds),
             (self.jobs_kept >= 1, "QA_JOBS_KEPT", self.jobs_kept),

@@ -25,6 +25,7 @@ import numpy as np
 
 from qa.chunking import Chunk
 from qa.corpus import Document
+from qa.dense import build_dense, configure
 from qa.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
 from qa.lexical import Lexical
 from qa.store import DocumentInfo
@@ -166,9 +167,7 @@ def write_snapshot(
         )
         db.commit()
     np.save(out / "vectors.npy", vectors)
-    index = faiss.IndexFlatIP(int(manifest["model"]["dim"]))
-    if len(vectors):
-        index.add(vectors)
+    index = build_dense(vectors, int(manifest["model"]["dim"]), manifest.get("dense_index", {"type": "flat"}))
     faiss.write_index(index, str(out / "dense.faiss"))
     Lexical.build(terms).save(out / "bm25")
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -196,6 +195,8 @@ class FaissSnapshot:
         self.vectors = np.load(path / "vectors.npy")
         self.cjk_share = np.asarray([cjk_share(c.text) for c in self._chunks], dtype=np.float32)
         self._index = faiss.read_index(str(path / "dense.faiss"))
+        self.dense_index: dict[str, Any] = self.manifest.get("dense_index", {"type": "flat"})
+        configure(self._index, self.dense_index)
         self.lexical = Lexical.load(path / "bm25")
 
     @classmethod
@@ -237,16 +238,14 @@ class FaissSnapshot:
         return np.asarray(sorted(set(rows)), dtype=np.int64)
 
     def dense_search(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
 
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         if rows is not None:
-            if len(rows) == 0:
-                return np.zeros(0, np.int64), np.zeros(0, np.float32)
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(rows))
-            scores, ids = self._index.search(q, min(k, len(rows)), params=params)
-        else:
-            scores, ids = self._index.search(q, min(k, len(self)))
+            # a doc_ids filter searches its rows exactly: no ANN graph walk that a filter could starve
+            scores_all = self.vectors[rows] @ q[0]
+            top = np.argsort(-scores_all, kind="stable")[: min(k, len(rows))]
+            return rows[top].astype(np.int64), scores_all[top].astype(np.float32)
+        scores, ids = self._index.search(q, min(k, len(self)))
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep]
 

@@ -20,6 +20,7 @@ from rank_bm25 import BM25Okapi
 
 from conftest import CORPUS, QUESTIONS, ROOT
 from qa.config import Settings
+from qa.dense import dense_spec
 from qa.service import Service
 from qa.snapshot import FaissSnapshot, current_snapshot_dir
 
@@ -222,3 +223,36 @@ def test_failed_write_keeps_previous_snapshot(
         service.build(progress=False)
     assert FaissSnapshot.open_current(small_settings.index_dir).version == first.version
     assert not list((small_settings.index_dir / "snapshots").glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_indexes_find_what_flat_finds_and_reuse_the_vectors(
+    corpus_service: Service, tmp_path: Path, kind: str
+) -> None:
+    """QA_FAISS_INDEX changes the FAISS index only: no re-embedding, recall@10 vs exact search ≥ 0.95."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(corpus_service.settings.index_dir, index_dir, ignore=shutil.ignore_patterns("models"))
+    settings = replace(corpus_service.settings, index_dir=index_dir, faiss_index=kind, ivf_nprobe=8)
+    service = Service(settings, corpus_service.embedder, corpus_service.tokenizer, poll_seconds=0)
+    assert service.index_state() == "config"
+    result = service.build(progress=False)
+    assert result.changed and result.embedded == 0
+    snap = FaissSnapshot.open_current(index_dir)
+    assert snap.dense_index["type"] == kind and service.index_state() == "current"
+    exact = corpus_service.snapshot()
+    questions = [json.loads(line)["question"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines()]
+    queries = corpus_service.embedder.encode_queries(questions[:60])
+    found = [
+        len(set(snap.dense_search(q, 10, None)[0]) & set(exact.dense_search(q, 10, None)[0])) / 10 for q in queries
+    ]
+    assert sum(found) / len(found) >= 0.95
+    # a doc_ids filter is searched exactly on every index type
+    rows = exact.rows_of(["002_ba0bb63e0258bd58"])
+    assert list(snap.dense_search(queries[0], 5, rows)[0]) == list(exact.dense_search(queries[0], 5, rows)[0])
+
+
+def test_auto_picks_flat_for_small_corpora_and_hnsw_for_large() -> None:
+    settings = Settings()
+    assert dense_spec(settings, 174)["type"] == "flat"
+    assert dense_spec(settings, 5_000_000)["type"] == "hnsw"
+    assert dense_spec(replace(settings, faiss_index="ivf"), 1_000_000)["nlist"] == 4000
