@@ -54,7 +54,10 @@ class Runtime:
             service = self.service or Service(self.settings)
             service.warm_up()
             self.writer.clean_stale()
-            self.jobs.reap()
+            try:
+                self.jobs.reap()
+            except OSError as exc:  # a read-only index volume (a replica): nothing of ours to tidy
+                log.warning("could not tidy job records: %s", exc)
             if self.settings.build_on_start and service.is_stale():
                 job = self._runner_for(service).submit("startup")
                 log.info("the corpus changed since the serving index was built: rebuild job %s queued", job.id)

@@ -296,20 +296,31 @@ def test_documents_over_the_size_limit_get_413(client: TestClient, admin_setting
     assert corpus_files(admin_settings) == before
 
 
-def _make_unwritable(path: Path) -> None:
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        path.chmod(0o555)
+def _writable(path: Path) -> bool:
     try:
         (path / ".probe").touch()
     except OSError:
-        return
+        return False
     (path / ".probe").unlink()
-    _make_writable(path)
-    pytest.skip("cannot make a directory unwritable here (root without chattr)")
+    return True
+
+
+def _make_unwritable(path: Path) -> None:
+    """chmod for a normal user; for root the immutable flag, else a read-only bind mount of the directory."""
+    path.chmod(0o555)
+    attempts = [["chattr", "+i", str(path)], ["mount", "--bind", str(path), str(path)]]
+    for command in attempts:
+        if _writable(path) and subprocess.run(command, capture_output=True).returncode == 0 and command[0] == "mount":
+            subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], capture_output=True)
+    if _writable(path):
+        _make_writable(path)
+        pytest.skip("cannot make a directory unwritable here (root without chattr or mount)")
 
 
 def _make_writable(path: Path) -> None:
     subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    if subprocess.run(["mountpoint", "-q", str(path)]).returncode == 0:
+        subprocess.run(["umount", str(path)], capture_output=True)
     path.chmod(0o755)
 
 
