@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from qa.documents import DOC_ID_MAX, DOC_ID_PATTERN, NOT_BINARY, parse_upload
 from qa.errors import DocumentNotFoundError, ForbiddenError, JobNotFoundError, UnauthorizedError
@@ -112,7 +113,7 @@ def install_admin(app: FastAPI) -> None:
         upload = parse_upload(doc_id, body, content_type, runtime.settings.max_document_bytes)
         media = (content_type or "").split(";")[0].strip().lower()
         clean_title = sanitize(title).strip() if title else None
-        replaced = runtime.writer.put(upload, media, clean_title or None)
+        replaced = await run_in_threadpool(runtime.writer.put, upload, media, clean_title or None)  # fsyncs
         job = runtime.runner().submit("put", {"op": "put", "doc_id": doc_id})
         log.info("admin put %s (%s)", doc_id, "replaced" if replaced else "new", extra={"qa_job": job.id})
         return _accepted(job, response)
@@ -128,7 +129,7 @@ def install_admin(app: FastAPI) -> None:
     async def delete_document(doc_id: DocId, response: Response, runtime: RuntimeDep) -> JobOut:
         """Remove a document; once the job succeeds no answer cites it."""
         runtime.ready()
-        if not runtime.writer.delete(doc_id):
+        if not await run_in_threadpool(runtime.writer.delete, doc_id):
             raise DocumentNotFoundError(f"no document {doc_id!r} in the corpus", {"doc_id": doc_id})
         job = runtime.runner().submit("delete", {"op": "delete", "doc_id": doc_id})
         log.info("admin delete %s", doc_id, extra={"qa_job": job.id})

@@ -92,8 +92,8 @@ def reject_unknown_query(request: Request) -> None:
     do nothing, and `?title=a&title=b` must not silently pick one."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None or not request.query_params:
-        return
+    if dependant is None or not request.query_params or not getattr(route, "include_in_schema", False):
+        return  # the demo page and widget assets take any query (`widget.js?v=3` cache busting)
     known = _query_names(dependant)
     unknown = sorted(set(request.query_params) - known)
     if unknown:

@@ -298,6 +298,9 @@ def test_cors_only_for_listed_origins(corpus_service: Service) -> None:
 
 
 def test_widget_assets_and_demo_page_are_served(client: TestClient) -> None:
+    assert client.get("/widget.js", params={"v": "3"}).status_code == 200  # cache busting is fine
+    assert client.get("/", params={"utm_source": "wiki"}).status_code == 200
+    assert_error(client.get("/v1/documents", params={"limt": "5"}), 422, "invalid_request")  # API typos are not
     js = client.get("/widget.js")
     assert js.status_code == 200 and "javascript" in js.headers["content-type"]
     assert client.get("/widget.css").headers["content-type"].startswith("text/css")
