@@ -138,6 +138,8 @@ class JobRunner:
 
     def submit(self, kind: Kind, change: dict[str, str] | None = None, force: bool = False) -> Job:
         with self._cond:
+            if self._stopped:
+                raise RuntimeError("job runner is closed")
             job = self._pending
             if job is None:
                 job = Job(id=_job_id(), kind=kind, created_at=_now(), owner=self._owner)
@@ -170,13 +172,27 @@ class JobRunner:
                 self._cond.wait(left)
         return True
 
-    def close(self, timeout: float = 60.0) -> None:
+    def close(self, timeout: float = 60.0) -> Job | None:
         """Stop taking jobs; a build in progress gets `timeout` seconds to finish. If the process ends first,
-        the index stays valid and the job reads `interrupted` after the next start."""
+        the index stays valid and the job reads `interrupted` after the next start. Returns the job still
+        queued, if any, so a new runner can adopt it (an app whose lifespan restarts)."""
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        with self._cond:
+            left, self._pending = self._pending, None
+            return left
+
+    def adopt(self, job: Job) -> None:
+        """Queue a job another runner left behind (its changes are already on disk)."""
+        with self._cond:
+            if self._pending is None:
+                self._pending = job
+            else:
+                self._pending.changes.extend(job.changes)
+                self._pending.force = self._pending.force or job.force
+            self._cond.notify_all()
 
     def _loop(self) -> None:
         while True:

@@ -112,23 +112,18 @@ class Retriever:
         d_rows, _ = store.dense_search(qvec, k, rows)
         timings["dense"] = _ms(t)
         t = time.perf_counter()
-        lex = store.lexical_scores(terms)
-        if rows is not None:
-            mask = np.zeros(len(lex), dtype=bool)
-            mask[rows] = True
-            lex = np.where(mask, lex, 0.0)
-        positive = np.flatnonzero(lex > 0)
-        b_rows = positive[np.argsort(-lex[positive], kind="stable")][:k]
+        b_rows, _ = store.lexical_search(terms, k, rows)
         timings["bm25"] = _ms(t)
         union = np.asarray(list(dict.fromkeys([*d_rows.tolist(), *b_rows.tolist()])), dtype=np.int64)
         cosine = store.dense_scores(qvec, union) if len(union) else np.zeros(0, np.float32)
         s = self.settings
         # Multilingual embeddings score same-language pairs higher: an English question lands on
         # English text first whatever it says. Credit the language gap back (size set by the eval).
-        adjusted = cosine + s.language_gap * np.abs(cjk_share(question) - store.cjk_share[union])
+        adjusted = cosine + s.language_gap * np.abs(cjk_share(question) - store.cjk_of(union))
         dense = np.clip((adjusted - s.dense_floor) / (s.dense_ceiling - s.dense_floor), 0.0, 1.0)
         best = store.lexical_max(terms)
-        lexical = np.clip(lex[union] / best, 0.0, 1.0) if best > 0 and len(union) else np.zeros(len(union))
+        raw = store.lexical_scores_of(terms, union) if len(union) else np.zeros(0)
+        lexical = np.clip(raw / best, 0.0, 1.0) if best > 0 else np.zeros(len(union))
         return _Candidates(
             rows=union,
             dense=dense,

@@ -42,6 +42,7 @@ class Runtime:
         self._lock = threading.Lock()
         self._loading = False
         self._loader: threading.Thread | None = None
+        self._carried: Job | None = None
 
     def start_loading(self) -> None:
         self._loading = True
@@ -84,13 +85,19 @@ class Runtime:
     def _runner_for(self, service: Service) -> JobRunner:
         with self._lock:
             if self._runner is None:
-                self._runner = JobRunner(
-                    self.jobs,
-                    lambda force, progress: service.build(force=force, progress=False, on_progress=progress),
-                    lambda: service.snapshot().version,
-                    on_finish=self._job_finished,
-                )
+                self._runner = self._new_runner(service)
+                if self._carried is not None:
+                    self._runner.adopt(self._carried)
+                    self._carried = None
             return self._runner
+
+    def _new_runner(self, service: Service) -> JobRunner:
+        return JobRunner(
+            self.jobs,
+            lambda force, progress: service.build(force=force, progress=False, on_progress=progress),
+            lambda: service.snapshot().version,
+            on_finish=self._job_finished,
+        )
 
     def job(self, job_id: str) -> Job | None:
         """A job's latest state: live if this process runs it, else its record on disk."""
@@ -103,7 +110,10 @@ class Runtime:
             self._loader.join(timeout)
         with self._lock:
             if self._runner is not None:
-                self._runner.close()
+                # a lifespan can end and start again (schemathesis' ASGI transport does): the next runner
+                # takes over the job still queued here
+                self._carried = self._runner.close()
+                self._runner = None
 
     def _job_finished(self, job: Job) -> None:
         self.metrics.observe_job(job)

@@ -16,6 +16,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -198,6 +199,7 @@ class FaissSnapshot:
         self.dense_index: dict[str, Any] = self.manifest.get("dense_index", {"type": "flat"})
         configure(self._index, self.dense_index)
         self.lexical = Lexical.load(path / "bm25")
+        self._memo = threading.local()
 
     @classmethod
     def open_current(cls, index_dir: Path) -> FaissSnapshot:
@@ -253,7 +255,30 @@ class FaissSnapshot:
         return self.vectors[rows] @ query.astype(np.float32)
 
     def lexical_scores(self, terms: list[str]) -> np.ndarray:
-        return self.lexical.scores(terms)
+        """BM25 of every row (this store keeps BM25 in memory). The last query's array is kept per thread:
+        `lexical_search` and `lexical_scores_of` of one question compute it once."""
+        key = tuple(terms)
+        memo = self._memo
+        if getattr(memo, "key", None) != key:
+            memo.key, memo.value = key, self.lexical.scores(terms)
+        scores: np.ndarray = memo.value
+        return scores
+
+    def lexical_search(self, terms: list[str], k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        lex = self.lexical_scores(terms)
+        if rows is not None:
+            mask = np.zeros(len(lex), dtype=bool)
+            mask[rows] = True
+            lex = np.where(mask, lex, 0.0)
+        positive = np.flatnonzero(lex > 0)
+        top = positive[np.argsort(-lex[positive], kind="stable")][:k]
+        return top.astype(np.int64), lex[top]
+
+    def lexical_scores_of(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
+        return self.lexical_scores(terms)[rows]
+
+    def cjk_of(self, rows: np.ndarray) -> np.ndarray:
+        return self.cjk_share[rows]
 
     def lexical_max(self, terms: list[str]) -> float:
         return self.lexical.max_score(terms)

@@ -20,11 +20,14 @@ class DocumentInfo:
 
 
 class Store(Protocol):
-    """A read-only, immutable view of one index version."""
+    """A read-only, immutable view of one index version.
+
+    Retrieval asks for candidates and scores of named rows only, never for arrays over the whole
+    corpus, so a store can keep its data elsewhere (a server) and still rank exactly like FAISS.
+    """
 
     version: str
     manifest: dict[str, Any]
-    cjk_share: np.ndarray  # per chunk row: share of letters that are CJK (language of the passage)
 
     def __len__(self) -> int: ...
 
@@ -42,8 +45,17 @@ class Store(Protocol):
         """Cosine of the query with the given chunk rows (for fusion of BM25-only candidates)."""
         ...
 
-    def lexical_scores(self, terms: list[str]) -> np.ndarray:
-        """BM25 score of every chunk row."""
+    def lexical_search(self, terms: list[str], k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, BM25 scores) of the k best chunks sharing a term with the query, best first, optionally
+        within `rows`. Ties keep row order, so results are deterministic."""
+        ...
+
+    def lexical_scores_of(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
+        """BM25 of the given rows (0 where no term matches), on the same scale as `lexical_max`."""
+        ...
+
+    def cjk_of(self, rows: np.ndarray) -> np.ndarray:
+        """Per row: the share of letters that are CJK (the language of the passage)."""
         ...
 
     def lexical_max(self, terms: list[str]) -> float: ...

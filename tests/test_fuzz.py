@@ -51,7 +51,8 @@ def fuzz_app(
     yield app
     runtime = app.state.runtime
     started = time.monotonic()
-    if runtime._runner is not None and not runtime._runner.wait_idle(120):
+    runner = runtime.runner()  # the live one (schemathesis may have restarted the app's lifespan)
+    if not runner.wait_idle(180):
         faulthandler.dump_traceback(all_threads=True)
         pytest.fail("the job runner did not finish its queue")
     runtime.close()
