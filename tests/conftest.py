@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from qa.config import Settings
 from qa.embedding import Embedder
@@ -23,6 +27,17 @@ QUESTIONS = ROOT / "tests" / "data" / "corpus_qa.jsonl"
 def model_cache() -> Path:
     """Reuse the converted model between runs (QA_MODEL_CACHE, else the repo's index/models)."""
     return Path(os.environ.get("QA_MODEL_CACHE") or ROOT / "index" / "models")
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[TestClient]:
+    """The app with its lifespan running (model and index loaded in the background), once /readyz says ready."""
+    with TestClient(app) as c:
+        deadline = time.monotonic() + 120
+        while c.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, c.get("/readyz").json()
+            time.sleep(0.05)
+        yield c
 
 
 @pytest.fixture(autouse=True)

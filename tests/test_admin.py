@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from test_api import assert_error
 
-from conftest import CORPUS
+from conftest import CORPUS, serving
 from qa.api import create_app
 from qa.config import Settings
 from qa.embedding import Embedder
@@ -46,17 +45,6 @@ def wait_job(client: TestClient, job_id: str, timeout: float = 180) -> dict:
             return job
         assert time.monotonic() < deadline, job
         time.sleep(0.1)
-
-
-@contextmanager
-def serving(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    """The app with its lifespan running, once /readyz says ready."""
-    with TestClient(app) as c:
-        deadline = time.monotonic() + 120
-        while c.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, c.get("/readyz").json()
-            time.sleep(0.05)
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import serving
 from qa.api import create_app
 from qa.service import Service
 
@@ -18,12 +19,7 @@ ERROR_KEYS = {"code", "message", "details"}
 
 @pytest.fixture(scope="module")
 def client(corpus_service: Service) -> Iterator[TestClient]:
-    app = create_app(corpus_service.settings, corpus_service)
-    with TestClient(app) as c:
-        deadline = time.monotonic() + 120
-        while c.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, c.get("/readyz").json()
-            time.sleep(0.2)
+    with serving(create_app(corpus_service.settings, corpus_service)) as c:
         yield c
 
 
