@@ -203,13 +203,17 @@ def test_every_worker_picks_up_a_new_snapshot(tmp_path: Path) -> None:
         old = version(client)
 
         def by_worker() -> dict[int, str]:
+            """The version each worker serves; a worker still loading answers 503 and is asked again."""
             seen: dict[int, str] = {}
-            for _ in range(200):
+            deadline = time.monotonic() + 120
+            while len(seen) < 2 and time.monotonic() < deadline:
                 with httpx.Client(base_url=client.base_url, timeout=30) as fresh:  # a new connection each time
-                    info = fresh.get("/v1/info").json()
-                seen[info["pid"]] = info["index"]["version"]
-                if len(seen) == 2:
-                    break
+                    r = fresh.get("/v1/info")
+                if r.status_code == 200:
+                    seen[r.json()["pid"]] = r.json()["index"]["version"]
+                else:
+                    assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready", r.text
+                    time.sleep(0.2)
             return seen
 
         assert set(by_worker().values()) == {old}
