@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 
 from qa.documents import DOC_ID_MAX, DOC_ID_PATTERN, NOT_BINARY, parse_upload
 from qa.errors import DocumentNotFoundError, ForbiddenError, JobNotFoundError, UnauthorizedError
@@ -24,6 +25,22 @@ from qa.schemas import VISIBLE, ErrorBody, JobList, JobOut, RebuildRequest, job_
 log = logging.getLogger(__name__)
 
 bearer = HTTPBearer(auto_error=False, description="The admin token (QA_ADMIN_TOKEN).")
+
+
+class AnyPath(Convertor[str]):
+    """Like Starlette's `path`, but line breaks match too: every id reaches the route, and a bad one gets
+    the route's 422 instead of a 404 from a router that found no route."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", AnyPath())  # Starlette's registry is per process; registering is idempotent
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -91,7 +108,7 @@ ADMIN = [Depends(require_admin)]
 
 def install_admin(app: FastAPI) -> None:
     @app.put(
-        "/v1/documents/{doc_id:path}",
+        "/v1/documents/{doc_id:anypath}",
         status_code=202,
         response_model=JobOut,
         responses={**AUTH_ERRORS, **UPLOAD_ERRORS},
@@ -109,17 +126,15 @@ def install_admin(app: FastAPI) -> None:
         """Add or replace a document: on disk atomically before the 202, indexed by the returned job."""
         runtime.ready()
         body = await request.body()
-        content_type = request.headers.get("content-type")
-        upload = parse_upload(doc_id, body, content_type, runtime.settings.max_document_bytes)
-        media = (content_type or "").split(";")[0].strip().lower()
+        upload = parse_upload(doc_id, body, request.headers.get("content-type"), runtime.settings.max_document_bytes)
         clean_title = sanitize(title).strip() if title else None
-        replaced = await run_in_threadpool(runtime.writer.put, upload, media, clean_title or None)  # fsyncs
+        replaced = await run_in_threadpool(runtime.writer.put, upload, clean_title or None)  # fsyncs
         job = runtime.runner().submit("put", {"op": "put", "doc_id": doc_id})
         log.info("admin put %s (%s)", doc_id, "replaced" if replaced else "new", extra={"qa_job": job.id})
         return _accepted(job, response)
 
     @app.delete(
-        "/v1/documents/{doc_id:path}",
+        "/v1/documents/{doc_id:anypath}",
         status_code=202,
         response_model=JobOut,
         responses={**AUTH_ERRORS, 404: _error("Unknown document")},

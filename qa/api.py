@@ -26,9 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qa.admin import install_admin
+from qa.admin import get_runtime, install_admin
 from qa.config import Settings
-from qa.errors import QAError
+from qa.errors import InvalidRequestError, QAError
 from qa.runtime import Runtime
 from qa.schemas import (
     AskRequest,
@@ -61,13 +61,12 @@ DEMO_CSP = (
 
 
 def get_service(request: Request) -> Service:
-    runtime: Runtime = request.app.state.runtime
-    return runtime.ready()
+    return get_runtime(request).ready()
 
 
 def rate_limit(request: Request) -> None:
     """Counts the request against its client's QA_RATE_LIMIT (a no-op when unset)."""
-    limiter = request.app.state.runtime.limiter
+    limiter = get_runtime(request).limiter
     if limiter is not None:
         limiter.check(request.client.host if request.client else None, request.headers.get("authorization"))
 
@@ -82,11 +81,6 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
-class UnknownParameterError(QAError):
-    code = "invalid_request"
-    status = 422
-
-
 def reject_unknown_query(request: Request) -> None:
     """Unknown or repeated query parameters are refused, like unknown JSON fields: a typo must not silently
     do nothing, and `?title=a&title=b` must not silently pick one."""
@@ -97,12 +91,12 @@ def reject_unknown_query(request: Request) -> None:
     known = _query_names(dependant)
     unknown = sorted(set(request.query_params) - known)
     if unknown:
-        raise UnknownParameterError(
+        raise InvalidRequestError(
             f"unknown query parameter: {', '.join(unknown)[:200]}", {"unknown": unknown[:20], "known": sorted(known)}
         )
     repeated = sorted(k for k in known if len(request.query_params.getlist(k)) > 1)
     if repeated:
-        raise UnknownParameterError(
+        raise InvalidRequestError(
             f"query parameter given more than once: {', '.join(repeated)}", {"repeated": repeated}
         )
 
@@ -153,7 +147,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         )
 
     @app.get(
-        "/v1/documents/{doc_id:path}",
+        "/v1/documents/{doc_id:anypath}",
         response_model=DocumentFull,
         responses={**ERRORS, **NOT_FOUND},
         tags=["documents"],
@@ -249,9 +243,6 @@ def _install_errors(app: FastAPI) -> None:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         message = str(exc.detail) if exc.detail else "error"
         if exc.status_code == 404:
-            if request.method in ("PUT", "DELETE") and request.url.path.startswith("/v1/documents/"):
-                # the router's {doc_id:path} does not match ids with a line break: an invalid id, like the others
-                return error_response(422, "invalid_request", "doc_id: not a valid document id", None)
             message = f"no route {request.method} {request.url.path}"
         response = error_response(exc.status_code, codes.get(exc.status_code, "http_error"), message)
         for key, value in (exc.headers or {}).items():

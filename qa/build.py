@@ -27,7 +27,7 @@ from qa.chunking import Chunk, ChunkParams, chunk_document
 from qa.cleaning import clean
 from qa.config import Settings
 from qa.corpus import Document, load_corpus
-from qa.dense import dense_spec
+from qa.dense import FLAT, dense_spec, spec_of
 from qa.embedding import Embedder
 from qa.snapshot import (
     FORMAT_VERSION,
@@ -43,7 +43,6 @@ from qa.tokens import Tokenizer
 log = logging.getLogger(__name__)
 
 CLEANER_VERSION = 1  # bump when cleaning or chunking rules change: forces re-chunking
-FLAT = {"type": "flat"}
 EMBED_SLICE = 64  # chunks embedded between two progress reports
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total): reported to rebuild jobs
@@ -128,7 +127,7 @@ def _build(
         reusable
         and old is not None
         and old.manifest.get("corpus") == hashes
-        and old.manifest.get("dense_index", FLAT) == dense_spec(settings, len(old))
+        and spec_of(old.manifest) == dense_spec(settings, len(old))
     ):
         log.info("index %s is up to date: nothing to do", old.version)
         return BuildResult(old.version, False, len(docs), len(old), 0, 0, time.perf_counter() - started)

@@ -18,6 +18,13 @@ import numpy as np
 from qa.config import Settings
 
 TYPES = ("auto", "flat", "hnsw", "ivf")
+FLAT: dict[str, Any] = {"type": "flat"}
+
+
+def spec_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The dense index a snapshot was built with (snapshots from before the choice existed are flat)."""
+    spec: dict[str, Any] = manifest.get("dense_index", FLAT)
+    return spec
 
 
 def dense_spec(settings: Settings, n: int) -> dict[str, Any]:
@@ -32,9 +39,9 @@ def dense_spec(settings: Settings, n: int) -> dict[str, Any]:
             "ef_search": settings.hnsw_ef_search,
         }
     if kind == "ivf":
-        nlist = max(1, min(n // 39 if n >= 39 else 1, round(4 * math.sqrt(max(n, 1)))))  # ≥39 points per list
+        nlist = max(1, min(n // 39, round(4 * math.sqrt(n))))  # 4·√n lists, each with ≥ 39 training points
         return {"type": "ivf", "nlist": nlist, "nprobe": min(settings.ivf_nprobe, nlist)}
-    return {"type": "flat"}
+    return dict(FLAT)
 
 
 def build_dense(vectors: np.ndarray, dim: int, spec: dict[str, Any]) -> Any:

@@ -16,13 +16,20 @@ import re
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from qa.build import build_lock
 from qa.corpus import EXTENSIONS, METADATA_FILE, decode, load_metadata
-from qa.errors import QAError
+from qa.errors import (
+    CorpusFullError,
+    CorpusWriteError,
+    DocumentTooLargeError,
+    InvalidDocumentError,
+    QAError,
+    UnsupportedMediaTypeError,
+)
 from qa.schemas import VISIBLE
 
 log = logging.getLogger(__name__)
@@ -31,34 +38,12 @@ DOC_ID_MAX = 64  # 64 CJK characters are 192 bytes: file name and temp name stay
 # Flat ids only: a letter, digit or CJK character first, then those and `_ . -`, not ending in a dot.
 # No `/`, `\`, NUL, leading dot (hidden files are not loaded) or `..`: nothing can leave the corpus directory.
 DOC_ID_PATTERN = r"^[0-9A-Za-z\u3400-\u9fff](?:[0-9A-Za-z\u3400-\u9fff_.\-]*[0-9A-Za-z\u3400-\u9fff_\-])?$"
-_DOC_ID = re.compile(DOC_ID_PATTERN)
 MEDIA_TYPES = {"text/plain": ".txt", "text/markdown": ".md"}
 CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "gb18030": "gb18030", "gbk": "gb18030", "gb2312": "gb18030"}
-NOT_BINARY = r"^[^\x00-\x08\x0e-\x1f\x7f]*$"  # no C0 controls other than \t \n \v \f \r
-_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_CONTROLS = r"\x00-\x08\x0e-\x1f\x7f"  # C0 controls other than \t \n \v \f \r: a binary file
+NOT_BINARY = rf"^[^{_CONTROLS}]*$"
+_BINARY = re.compile(rf"[{_CONTROLS}]")
 _VISIBLE = re.compile(VISIBLE)
-
-
-class UnsupportedMediaTypeError(QAError):
-    code = "unsupported_media_type"
-    status = 415
-
-
-class InvalidDocumentError(QAError):
-    code = "invalid_document"
-    status = 422
-
-
-class DocumentTooLargeError(QAError):
-    code = "payload_too_large"
-    status = 413
-
-
-class CorpusWriteError(QAError):
-    """The corpus directory refused the write (read-only, full, permissions): nothing was changed."""
-
-    code = "corpus_write_failed"
-    status = 500
 
 
 @dataclass(frozen=True)
@@ -67,10 +52,7 @@ class Upload:
     text: str
     data: bytes  # what goes on disk; `decode(data) == text`, so citations index the stored file
     encoding: str
-
-
-def valid_doc_id(doc_id: str) -> bool:
-    return 0 < len(doc_id) <= DOC_ID_MAX and bool(_DOC_ID.match(doc_id))
+    media_type: str  # a key of MEDIA_TYPES: the extension of a new file
 
 
 def parse_upload(doc_id: str, body: bytes, content_type: str | None, max_bytes: int) -> Upload:
@@ -106,8 +88,9 @@ def parse_upload(doc_id: str, body: bytes, content_type: str | None, max_bytes: 
         )
     if not _VISIBLE.search(text):
         raise InvalidDocumentError("the document is empty (no visible character)")
-    data = body if _decodes_to(body, text) else text.encode("utf-8")
-    return Upload(doc_id, text, data, encoding)
+    # auto-detected text is what the loader will read back; a declared charset may need re-encoding
+    data = body if charset is None or _decodes_to(body, text) else text.encode("utf-8")
+    return Upload(doc_id, text, data, encoding, media)
 
 
 def _decodes_to(data: bytes, text: str) -> bool:
@@ -144,12 +127,12 @@ class CorpusWriter:
                 return path
         return None
 
-    def put(self, upload: Upload, media_type: str, title: str | None) -> bool:
+    def put(self, upload: Upload, title: str | None) -> bool:
         """Write the document (and its title); True if it replaced an existing one."""
         with self._locked():
             existing = self.path_of(upload.doc_id)
             # a replaced document keeps its file name, so the swap is one rename and never two files
-            target = existing or self.corpus_dir / f"{upload.doc_id}{MEDIA_TYPES[media_type]}"
+            target = existing or self.corpus_dir / f"{upload.doc_id}{MEDIA_TYPES[upload.media_type]}"
             meta = load_metadata(self.corpus_dir) if title is not None else None
             with _staged(self.corpus_dir, target.name, upload.data) as doc_tmp:
                 if meta is not None and title is not None:
@@ -205,16 +188,12 @@ class CorpusWriter:
     def _locked(self) -> Iterator[None]:
         if not self.corpus_dir.is_dir():
             raise CorpusWriteError(f"the corpus directory {self.corpus_dir} does not exist")
-        with self._lock:
+        with self._lock, ExitStack() as stack:
             try:
-                lock = build_lock(self.index_dir, name=".corpus.lock")
-                lock.__enter__()
+                stack.enter_context(build_lock(self.index_dir, name=".corpus.lock"))
             except OSError as exc:
                 raise _write_error(exc) from exc
-            try:
-                yield
-            finally:
-                lock.__exit__(None, None, None)
+            yield
 
 
 @contextmanager
@@ -260,7 +239,5 @@ def _json(data: object) -> bytes:
 def _write_error(exc: OSError) -> CorpusWriteError:
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
     log.error("corpus write failed: %s", exc)
-    status = 507 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 500
-    err = CorpusWriteError(f"the corpus directory cannot be written ({reason}); nothing was changed")
-    err.status = status
-    return err
+    kind = CorpusFullError if exc.errno in (errno.ENOSPC, errno.EDQUOT) else CorpusWriteError
+    return kind(f"the corpus directory cannot be written ({reason}); nothing was changed")

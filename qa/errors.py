@@ -74,3 +74,49 @@ class ForbiddenError(QAError):
 class JobNotFoundError(QAError):
     code = "job_not_found"
     status = 404
+
+
+class InvalidRequestError(QAError):
+    """A request the schema cannot express as invalid: unknown or repeated query parameters."""
+
+    code = "invalid_request"
+    status = 422
+
+
+class UnsupportedMediaTypeError(QAError):
+    """A document that is not text/plain or text/markdown, or in a charset other than UTF-8/GB18030."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class InvalidDocumentError(QAError):
+    """A document body that does not decode, looks binary, or has nothing visible."""
+
+    code = "invalid_document"
+    status = 422
+
+
+class DocumentTooLargeError(QAError):
+    code = "payload_too_large"
+    status = 413
+
+
+class CorpusWriteError(QAError):
+    """The corpus directory refused the write (read-only, permissions): nothing was changed."""
+
+    code = "corpus_write_failed"
+    status = 500
+
+
+class CorpusFullError(CorpusWriteError):
+    """The corpus volume is full: nothing was changed."""
+
+    status = 507
+
+
+class RateLimitedError(QAError):
+    """Over QA_RATE_LIMIT; the response carries Retry-After."""
+
+    code = "rate_limited"
+    status = 429

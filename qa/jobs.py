@@ -158,10 +158,6 @@ class JobRunner:
                     return Job(**job.as_dict())
         return self.store.load(job_id)
 
-    def busy(self) -> bool:
-        with self._cond:
-            return self._pending is not None or self._running is not None
-
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:

@@ -20,12 +20,7 @@ from limits import parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from qa.errors import QAError
-
-
-class RateLimitedError(QAError):
-    code = "rate_limited"
-    status = 429
+from qa.errors import RateLimitedError
 
 
 class RateLimiter:

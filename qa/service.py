@@ -17,7 +17,7 @@ from typing import Literal
 from qa.build import BuildResult, Progress, build_config, build_index
 from qa.config import Settings
 from qa.corpus import load_corpus
-from qa.dense import dense_spec
+from qa.dense import dense_spec, spec_of
 from qa.embedding import Embedder
 from qa.errors import IndexNotFoundError, ModelMismatchError
 from qa.retrieval import Answer, Mode, Retriever
@@ -63,7 +63,7 @@ class Service:
         if any(manifest.get(k) != v for k, v in config.items()):
             return "config"
         chunks = int(manifest.get("counts", {}).get("chunks", 0))
-        if manifest.get("dense_index", {"type": "flat"}) != dense_spec(self.settings, chunks):
+        if spec_of(manifest) != dense_spec(self.settings, chunks):
             return "config"  # QA_FAISS_INDEX or its parameters changed: re-index (the vectors are reused)
         hashes = {d.doc_id: d.sha256 for d in load_corpus(self.settings.corpus_dir)}
         return "current" if manifest.get("corpus") == hashes else "corpus"

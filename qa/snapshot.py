@@ -26,7 +26,7 @@ import numpy as np
 
 from qa.chunking import Chunk
 from qa.corpus import Document
-from qa.dense import build_dense, configure
+from qa.dense import build_dense, configure, spec_of
 from qa.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
 from qa.lexical import Lexical
 from qa.store import DocumentInfo
@@ -168,7 +168,7 @@ def write_snapshot(
         )
         db.commit()
     np.save(out / "vectors.npy", vectors)
-    index = build_dense(vectors, int(manifest["model"]["dim"]), manifest.get("dense_index", {"type": "flat"}))
+    index = build_dense(vectors, int(manifest["model"]["dim"]), spec_of(manifest))
     faiss.write_index(index, str(out / "dense.faiss"))
     Lexical.build(terms).save(out / "bm25")
     (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -196,7 +196,7 @@ class FaissSnapshot:
         self.vectors = np.load(path / "vectors.npy")
         self.cjk_share = np.asarray([cjk_share(c.text) for c in self._chunks], dtype=np.float32)
         self._index = faiss.read_index(str(path / "dense.faiss"))
-        self.dense_index: dict[str, Any] = self.manifest.get("dense_index", {"type": "flat"})
+        self.dense_index: dict[str, Any] = spec_of(self.manifest)
         configure(self._index, self.dense_index)
         self.lexical = Lexical.load(path / "bm25")
         self._memo = threading.local()

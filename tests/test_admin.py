@@ -214,6 +214,7 @@ BAD_IDS = [
     "%2Fetc%2Fpasswd",  # absolute
     "a%5Cb",  # backslash
     "a%00b",  # NUL
+    "a%0Ab",  # line break
     "%2E%2E",  # ..
     ".hidden",
     "sub/dir",
