@@ -181,6 +181,8 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
             model=service.embedder.identity.as_dict(),
             index={
                 "version": snap.version,
+                "store": service.backend.name,
+                "dense_index": m.get("dense_index", {"type": "flat"}),
                 "built_at": m.get("built_at"),
                 "format_version": m.get("format_version"),
                 "counts": m.get("counts"),

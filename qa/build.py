@@ -27,17 +27,10 @@ from qa.chunking import Chunk, ChunkParams, chunk_document
 from qa.cleaning import clean
 from qa.config import Settings
 from qa.corpus import Document, load_corpus
-from qa.dense import FLAT, dense_spec, spec_of
+from qa.dense import FLAT, spec_of
 from qa.embedding import Embedder
-from qa.snapshot import (
-    FORMAT_VERSION,
-    FaissSnapshot,
-    collect_garbage,
-    current_snapshot_dir,
-    new_snapshot_dir,
-    switch_pointer,
-    write_snapshot,
-)
+from qa.snapshot import FORMAT_VERSION
+from qa.store import Backend, Store, open_backend
 from qa.tokens import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -103,31 +96,48 @@ def build_index(
     embedder: Embedder,
     tokenizer: Tokenizer,
     *,
+    backend: Backend | None = None,
     force: bool = False,
     progress: bool = True,
     on_progress: Progress | None = None,
 ) -> BuildResult:
+    """One writer per index dir (a file lock; with Milvus, the admin service is the only writer)."""
     report = on_progress or _quiet
     report("waiting for the build lock", 0, 0)
     with build_lock(settings.index_dir):
-        return _build(settings, embedder, tokenizer, force=force, progress=progress, report=report)
+        return _build(
+            settings,
+            embedder,
+            tokenizer,
+            backend or open_backend(settings),
+            force=force,
+            progress=progress,
+            report=report,
+        )
 
 
 def _build(
-    settings: Settings, embedder: Embedder, tokenizer: Tokenizer, *, force: bool, progress: bool, report: Progress
+    settings: Settings,
+    embedder: Embedder,
+    tokenizer: Tokenizer,
+    backend: Backend,
+    *,
+    force: bool,
+    progress: bool,
+    report: Progress,
 ) -> BuildResult:
     started = time.perf_counter()
     report("reading corpus", 0, 0)
     docs = load_corpus(settings.corpus_dir)
     config = build_config(settings, embedder)
     hashes = {d.doc_id: d.sha256 for d in docs}
-    old = _previous(settings.index_dir)
+    old = _previous(backend)
     reusable = old is not None and not force and _same_config(old.manifest, config)
     if (
         reusable
         and old is not None
         and old.manifest.get("corpus") == hashes
-        and spec_of(old.manifest) == dense_spec(settings, len(old))
+        and spec_of(old.manifest) == backend.dense_spec(len(old))
     ):
         log.info("index %s is up to date: nothing to do", old.version)
         return BuildResult(old.version, False, len(docs), len(old), 0, 0, time.perf_counter() - started)
@@ -137,8 +147,8 @@ def _build(
     for i, doc in enumerate(tqdm(docs, desc="chunking", unit="doc", disable=not progress)):
         report("chunking", i, len(docs))
         record = old.document_record(doc.doc_id) if reusable and old is not None else None
-        if record is not None and record["sha256"] == doc.sha256:
-            parts.append((record["chunks"], record["terms"], record["vectors"]))
+        if record is not None and record.sha256 == doc.sha256:
+            parts.append((record.chunks, record.terms, record.vectors))
         else:
             chunks = chunk_document(doc.doc_id, clean(doc.text), params, tokenizer)
             parts.append((chunks, [tokenizer.term_list(c.text) for c in chunks], None))
@@ -158,15 +168,13 @@ def _build(
         all_vectors.append(vecs)
     vectors = np.concatenate(all_vectors)
 
-    spec = dense_spec(settings, len(all_chunks))
+    spec = backend.dense_spec(len(all_chunks))
     version = _version(config, hashes, spec)
     manifest = _manifest(config, version, docs, all_chunks, len(fresh))
     manifest["dense_index"] = spec
+    manifest["store"] = backend.name
     report("writing snapshot", len(fresh), len(fresh))
-    with new_snapshot_dir(settings.index_dir, version) as tmp:
-        write_snapshot(tmp, manifest, docs, all_chunks, all_terms, vectors.astype(np.float32))
-    switch_pointer(settings.index_dir, version)
-    collect_garbage(settings.index_dir)
+    backend.publish(manifest, docs, all_chunks, all_terms, vectors.astype(np.float32))
     removed = len(set(old.manifest.get("corpus", {})) - set(hashes)) if old is not None else 0
     seconds = time.perf_counter() - started
     log.info("built index %s: %d docs, %d chunks in %.1fs", version, len(docs), len(all_chunks), seconds)
@@ -183,11 +191,11 @@ def _embed(embedder: Embedder, texts: list[str], report: Progress) -> np.ndarray
     return np.concatenate(parts)
 
 
-def _previous(index_dir: Path) -> FaissSnapshot | None:
-    if current_snapshot_dir(index_dir) is None:
+def _previous(backend: Backend) -> Store | None:
+    if backend.serving() is None:
         return None
     try:
-        return FaissSnapshot.open_current(index_dir)
+        return backend.open()
     except Exception as exc:  # an unreadable old index only means a full rebuild
         log.warning("previous index unreadable (%s): full rebuild", exc)
         return None

@@ -82,20 +82,20 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    from qa.snapshot import FaissSnapshot
-
-    snap = FaissSnapshot.open_current(settings.index_dir)
-    size = sum(f.stat().st_size for f in snap.path.rglob("*") if f.is_file())
-    tokens = sum(len(snap.chunk_terms(i)) for i in range(len(snap)))
-    chars = sum(len(snap.chunk(i).text) for i in range(len(snap)))
-    model = snap.manifest["model"]
     from qa.embedding import Embedder
+    from qa.store import open_backend
 
+    snap = open_backend(settings).open()
+    records = [snap.document_record(d.doc_id) for d in snap.documents()]
+    chunks = [c for r in records if r is not None for c in r.chunks]
+    tokens = sum(len(t) for r in records if r is not None for t in r.terms)
+    model = snap.manifest["model"]
     embedder = Embedder(settings)
-    counts = [embedder.token_count(snap.chunk(i).text, model["passage_prompt"]) for i in range(len(snap))]
-    print(f"index      {snap.version} ({snap.path})")
-    print(f"documents  {len(snap.documents())}")
-    print(f"chunks     {len(snap)} ({chars} chars, {tokens} BM25 terms)")
+    counts = [embedder.token_count(c.text, model["passage_prompt"]) for c in chunks]
+    where = getattr(snap, "path", settings.milvus_target)
+    print(f"index      {snap.version} ({settings.store}: {where})")
+    print(f"documents  {len(records)}")
+    print(f"chunks     {len(snap)} ({sum(len(c.text) for c in chunks)} chars, {tokens} BM25 terms)")
     print(f"model      {model['name']} [{model['fingerprint']}], dim {model['dim']}")
     if counts:
         print(
@@ -103,7 +103,10 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
             f"max {max(counts)} (model limit {model['max_seq_length']})"
         )
     print(f"chunker    {json.dumps(snap.manifest['chunker'])}")
-    print(f"size       {size / 1e6:.2f} MB on disk")
+    print(f"dense      {json.dumps(snap.manifest.get('dense_index', {'type': 'flat'}))}")
+    if isinstance(where, Path):
+        size = sum(f.stat().st_size for f in where.rglob("*") if f.is_file())
+        print(f"size       {size / 1e6:.2f} MB on disk")
     return 0
 
 

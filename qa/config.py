@@ -7,6 +7,7 @@ nothing imports a global settings object, so tests can vary any value.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from qa.errors import ConfigError
 
 PREFIX = "QA_"
+PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")  # Milvus collection names: letters, digits, _
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,13 @@ class Settings:
     chunk_size: int = 300  # target characters per chunk
     chunk_overlap: int = 100  # characters of trailing sentences repeated in the next chunk
     chunk_max: int = 450  # hard cap; a longer sentence is split at a jieba word boundary
-    # Dense index (qa/dense.py)
+    # Store (qa/store.py): "faiss" (local snapshot directory) or "milvus" (Milvus Lite dir or a cluster)
+    store: str = "faiss"
+    milvus_uri: str = ""  # "" = Milvus Lite in <index_dir>/milvus.db; or http://host:19530 for a cluster
+    milvus_token: str = field(default="", repr=False)  # "user:password" or an API key
+    milvus_prefix: str = "qa"  # collection names: <prefix>_chunks_<version>, alias <prefix>_chunks
+    milvus_index: str = "FLAT"  # FLAT (exact) | HNSW | IVF_FLAT, on the vector field
+    # Dense index, FAISS store (qa/dense.py)
     faiss_index: str = "auto"  # auto | flat | hnsw | ivf
     flat_max_chunks: int = 200_000  # auto: flat up to this many chunks, HNSW beyond
     hnsw_m: int = 32
@@ -72,6 +80,11 @@ class Settings:
     def models_dir(self) -> Path:
         return self.model_cache or self.index_dir / "models"
 
+    @property
+    def milvus_target(self) -> str:
+        """The URI pymilvus connects to: a Milvus Lite data directory (must end in .db) or http(s)://."""
+        return self.milvus_uri or str(self.index_dir / "milvus.db")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read `QA_<FIELD>` variables; a bad value raises ConfigError naming key and value."""
@@ -94,6 +107,10 @@ class Settings:
             (1 <= self.port <= 65535, "QA_PORT", self.port),
             (self.workers >= 1, "QA_WORKERS", self.workers),
             (self.candidates >= 1, "QA_CANDIDATES", self.candidates),
+            (self.store in ("faiss", "milvus"), "QA_STORE", self.store),
+            (bool(PREFIX_PATTERN.fullmatch(self.milvus_prefix)), "QA_MILVUS_PREFIX", self.milvus_prefix),
+            (self.milvus_index in ("FLAT", "HNSW", "IVF_FLAT"), "QA_MILVUS_INDEX", self.milvus_index),
+            (_valid_milvus_uri(self.milvus_uri), "QA_MILVUS_URI", self.milvus_uri),
             (self.faiss_index in ("auto", "flat", "hnsw", "ivf"), "QA_FAISS_INDEX", self.faiss_index),
             (self.hnsw_m >= 4, "QA_HNSW_M", self.hnsw_m),
             (self.hnsw_ef_search >= 1, "QA_HNSW_EF_SEARCH", self.hnsw_ef_search),
@@ -109,6 +126,11 @@ class Settings:
             if not ok:
                 raise ConfigError(f"{key}={value!r} is out of range")
         return self
+
+
+def _valid_milvus_uri(value: str) -> bool:
+    """ "" (Lite under the index dir), a Lite path ending in .db, or a server URI."""
+    return not value or value.endswith(".db") or value.split("://", 1)[0] in ("http", "https", "tcp", "grpc", "unix")
 
 
 def _valid_rate(value: str) -> bool:

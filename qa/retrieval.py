@@ -21,7 +21,7 @@ import numpy as np
 from qa.chunking import Chunk, sentences
 from qa.config import Settings
 from qa.embedding import Embedder
-from qa.store import Store
+from qa.store import Scope, Store
 from qa.tokens import Tokenizer, cjk_share, normalize
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -81,11 +81,11 @@ class Retriever:
     ) -> Answer:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
-        rows = store.rows_of(doc_ids) if doc_ids else None
+        scope = store.scope(doc_ids) if doc_ids else None
         qvec = self.embedder.encode_queries([normalize(question, lower=False)])[0]
         timings["encode"] = _ms(t0)
         terms = list(dict.fromkeys(self.tokenizer.term_list(question)))
-        cands = self._candidates(store, question, qvec, terms, rows, timings)
+        cands = self._candidates(store, question, qvec, terms, scope, timings)
         t = time.perf_counter()
         convex = self._convex(cands)
         order = self._order(cands, convex, mode)
@@ -104,15 +104,15 @@ class Retriever:
         question: str,
         qvec: np.ndarray,
         terms: list[str],
-        rows: np.ndarray | None,
+        scope: Scope | None,
         timings: dict[str, float],
     ) -> _Candidates:
         k = self.settings.candidates
         t = time.perf_counter()
-        d_rows, _ = store.dense_search(qvec, k, rows)
+        d_rows, _ = store.dense_search(qvec, k, scope)
         timings["dense"] = _ms(t)
         t = time.perf_counter()
-        b_rows, _ = store.lexical_search(terms, k, rows)
+        b_rows, _ = store.lexical_search(terms, k, scope)
         timings["bm25"] = _ms(t)
         union = np.asarray(list(dict.fromkeys([*d_rows.tolist(), *b_rows.tolist()])), dtype=np.int64)
         cosine = store.dense_scores(qvec, union) if len(union) else np.zeros(0, np.float32)

@@ -1,9 +1,9 @@
 """The service core shared by the API, the CLI and the evaluation: model, index, retriever.
 
 The serving snapshot is swapped without a restart: `snapshot()` notices when the
-`CURRENT` pointer moved (checked at most once per `poll_seconds`) and loads the
-new one; a request keeps the snapshot object it started with, so it never mixes
-two versions.
+backend's serving version moved (the FAISS `CURRENT` pointer or the Milvus alias,
+checked at most once per `poll_seconds`) and opens the new one; a request keeps
+the store object it started with, so it never mixes two versions.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Literal
 from qa.build import BuildResult, Progress, build_config, build_index
 from qa.config import Settings
 from qa.corpus import load_corpus
-from qa.dense import dense_spec, spec_of
+from qa.dense import spec_of
 from qa.embedding import Embedder
 from qa.errors import IndexNotFoundError, ModelMismatchError
 from qa.retrieval import Answer, Mode, Retriever
-from qa.snapshot import FaissSnapshot, current_snapshot_dir, pointer_stamp, read_manifest
+from qa.store import Backend, Store, open_backend
 from qa.tokens import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -36,35 +36,37 @@ class Service:
         embedder: Embedder | None = None,
         tokenizer: Tokenizer | None = None,
         poll_seconds: float | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.settings = settings
+        self.backend = backend or open_backend(settings)
         self.embedder = embedder or Embedder(settings)
         self.tokenizer = tokenizer or Tokenizer()
         self.retriever = Retriever(self.embedder, self.tokenizer, settings)
         self.poll_seconds = settings.poll_seconds if poll_seconds is None else poll_seconds
-        self._snapshot: FaissSnapshot | None = None
+        self._snapshot: Store | None = None
         self._stamp: str | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
 
     def with_settings(self, **changes: object) -> Service:
         """Same model and tokenizer, other retrieval settings (evaluation sweeps)."""
-        other = Service(replace(self.settings, **changes), self.embedder, self.tokenizer, self.poll_seconds)  # type: ignore[arg-type]
+        settings = replace(self.settings, **changes)  # type: ignore[arg-type]
+        other = Service(settings, self.embedder, self.tokenizer, self.poll_seconds, self.backend)
         other._snapshot, other._stamp, other._checked = self._snapshot, self._stamp, self._checked
         return other
 
     def index_state(self) -> IndexState:
         """ "missing", "config" (model/chunker/tokenizer changed), "corpus" (files changed) or "current"."""
-        path = current_snapshot_dir(self.settings.index_dir)
-        if path is None:
+        manifest = self.backend.serving_manifest()
+        if manifest is None:
             return "missing"
-        manifest = read_manifest(path)
         config = build_config(self.settings, self.embedder)
         if any(manifest.get(k) != v for k, v in config.items()):
             return "config"
         chunks = int(manifest.get("counts", {}).get("chunks", 0))
-        if spec_of(manifest) != dense_spec(self.settings, chunks):
-            return "config"  # QA_FAISS_INDEX or its parameters changed: re-index (the vectors are reused)
+        if spec_of(manifest) != self.backend.dense_spec(chunks):
+            return "config"  # the dense index type or its parameters changed: re-index (the vectors are reused)
         hashes = {d.doc_id: d.sha256 for d in load_corpus(self.settings.corpus_dir)}
         return "current" if manifest.get("corpus") == hashes else "corpus"
 
@@ -74,7 +76,13 @@ class Service:
 
     def build(self, *, force: bool = False, progress: bool = True, on_progress: Progress | None = None) -> BuildResult:
         result = build_index(
-            self.settings, self.embedder, self.tokenizer, force=force, progress=progress, on_progress=on_progress
+            self.settings,
+            self.embedder,
+            self.tokenizer,
+            backend=self.backend,
+            force=force,
+            progress=progress,
+            on_progress=on_progress,
         )
         self.refresh()
         return result
@@ -84,17 +92,17 @@ class Service:
         self._checked = float("-inf")
 
     @property
-    def loaded(self) -> FaissSnapshot | None:
+    def loaded(self) -> Store | None:
         """The snapshot in memory, without checking the pointer (None before the first load)."""
         return self._snapshot
 
-    def snapshot(self) -> FaissSnapshot:
+    def snapshot(self) -> Store:
         now = time.monotonic()
         if self._snapshot is not None and now - self._checked < self.poll_seconds:
             return self._snapshot
         with self._lock:
             self._checked = now
-            stamp = pointer_stamp(self.settings.index_dir)
+            stamp = self.backend.serving()
             if self._snapshot is None or stamp != self._stamp:
                 self._load(stamp)
             assert self._snapshot is not None
@@ -102,16 +110,15 @@ class Service:
 
     def _load(self, stamp: str | None) -> None:
         if stamp is None and self._snapshot is None:
-            raise IndexNotFoundError(
-                f"no index in {self.settings.index_dir}: run `qa build` (serve.py builds it on start)"
-            )
-        snap = FaissSnapshot.open_current(self.settings.index_dir)
+            where = self.settings.index_dir if self.backend.name == "faiss" else self.settings.milvus_target
+            raise IndexNotFoundError(f"no index in {where}: run `qa build` (serve.py builds it on start)")
+        snap = self.backend.open()
         self._check_model(snap)
         if self._snapshot is not None:
             log.info("index swapped: %s -> %s", self._snapshot.version, snap.version)
         self._snapshot, self._stamp = snap, stamp
 
-    def _check_model(self, snap: FaissSnapshot) -> None:
+    def _check_model(self, snap: Store) -> None:
         built = snap.manifest.get("model", {})
         if not self.embedder.identity.same_vectors(built):
             raise ModelMismatchError(

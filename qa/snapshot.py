@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from qa.chunking import Chunk
+from qa.config import Settings
 from qa.corpus import Document
-from qa.dense import build_dense, configure, spec_of
+from qa.dense import build_dense, configure, dense_spec, spec_of
 from qa.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
 from qa.lexical import Lexical
-from qa.store import DocumentInfo
+from qa.store import DocumentInfo, DocumentRecord, Scope
 from qa.tokens import cjk_share
 
 log = logging.getLogger(__name__)
@@ -239,10 +240,13 @@ class FaissSnapshot:
         rows = [r for d in doc_ids for r in self._doc_rows.get(d, [])]
         return np.asarray(sorted(set(rows)), dtype=np.int64)
 
-    def dense_search(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def scope(self, doc_ids: list[str]) -> Scope:
+        return Scope(tuple(doc_ids), self.rows_of(doc_ids))
 
+    def dense_search(self, query: np.ndarray, k: int, scope: Scope | None) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        if rows is not None:
+        if scope is not None:
+            rows = scope.rows
             # a doc_ids filter searches its rows exactly: no ANN graph walk that a filter could starve
             scores_all = self.vectors[rows] @ q[0]
             top = np.argsort(-scores_all, kind="stable")[: min(k, len(rows))]
@@ -264,11 +268,11 @@ class FaissSnapshot:
         scores: np.ndarray = memo.value
         return scores
 
-    def lexical_search(self, terms: list[str], k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def lexical_search(self, terms: list[str], k: int, scope: Scope | None) -> tuple[np.ndarray, np.ndarray]:
         lex = self.lexical_scores(terms)
-        if rows is not None:
+        if scope is not None:
             mask = np.zeros(len(lex), dtype=bool)
-            mask[rows] = True
+            mask[scope.rows] = True
             lex = np.where(mask, lex, 0.0)
         positive = np.flatnonzero(lex > 0)
         top = positive[np.argsort(-lex[positive], kind="stable")][:k]
@@ -300,16 +304,51 @@ class FaissSnapshot:
             (text,) = db.execute("SELECT text FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         return str(text)
 
-    def document_record(self, doc_id: str) -> dict[str, Any] | None:
-        """Everything stored for a document (for incremental builds), or None."""
+    def document_record(self, doc_id: str) -> DocumentRecord | None:
         with closing(self._connect()) as db:
             row = db.execute("SELECT sha256 FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         if row is None:
             return None
         rows = self._doc_rows.get(doc_id, [])
-        return {
-            "sha256": row[0],
-            "chunks": [self._chunks[r] for r in rows],
-            "terms": [self._terms[r] for r in rows],
-            "vectors": self.vectors[rows] if rows else np.zeros((0, self.vectors.shape[1]), np.float32),
-        }
+        return DocumentRecord(
+            sha256=row[0],
+            chunks=[self._chunks[r] for r in rows],
+            terms=[self._terms[r] for r in rows],
+            vectors=self.vectors[rows] if rows else np.zeros((0, self.vectors.shape[1]), np.float32),
+        )
+
+
+class FaissBackend:
+    """Snapshot directories under <index_dir>/snapshots and the `CURRENT` pointer; implements `Backend`."""
+
+    name = "faiss"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.index_dir = settings.index_dir
+
+    def serving(self) -> str | None:
+        return pointer_stamp(self.index_dir)
+
+    def open(self) -> FaissSnapshot:
+        return FaissSnapshot.open_current(self.index_dir)
+
+    def serving_manifest(self) -> dict[str, Any] | None:
+        path = current_snapshot_dir(self.index_dir)
+        return read_manifest(path) if path is not None else None
+
+    def dense_spec(self, chunks: int) -> dict[str, Any]:
+        return dense_spec(self.settings, chunks)
+
+    def publish(
+        self,
+        manifest: dict[str, Any],
+        docs: list[Document],
+        chunks: list[Chunk],
+        terms: list[list[str]],
+        vectors: np.ndarray,
+    ) -> None:
+        with new_snapshot_dir(self.index_dir, manifest["version"]) as tmp:
+            write_snapshot(tmp, manifest, docs, chunks, terms, vectors)
+        switch_pointer(self.index_dir, manifest["version"])
+        collect_garbage(self.index_dir)

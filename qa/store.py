@@ -1,13 +1,22 @@
-"""The store interface retrieval talks to (FAISS snapshot now, Milvus next), and its values."""
+"""The store interface retrieval talks to, and its values.
+
+Two implementations: `qa.snapshot` (FAISS + bm25s + SQLite in a local snapshot directory, the default)
+and `qa.milvus_store` (collections on Milvus Lite or a Milvus cluster), chosen by `QA_STORE`. A `Backend`
+holds the index versions and says which one serves; a `Store` is one immutable version, read-only.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from qa.chunking import Chunk
+
+if TYPE_CHECKING:
+    from qa.config import Settings
+    from qa.corpus import Document
 
 
 @dataclass(frozen=True)
@@ -17,6 +26,24 @@ class DocumentInfo:
     source: str
     chars: int
     chunks: int
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A `doc_ids` filter resolved against one version: FAISS filters by rows, Milvus by `doc_id`."""
+
+    doc_ids: tuple[str, ...]
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """What an incremental build reuses of an unchanged document: its chunks, terms and vectors."""
+
+    sha256: str
+    chunks: list[Chunk]
+    terms: list[list[str]]
+    vectors: np.ndarray
 
 
 class Store(Protocol):
@@ -33,21 +60,21 @@ class Store(Protocol):
 
     def chunk(self, row: int) -> Chunk: ...
 
-    def rows_of(self, doc_ids: list[str]) -> np.ndarray:
-        """Chunk rows of these documents (DocumentNotFoundError names an unknown one)."""
+    def scope(self, doc_ids: list[str]) -> Scope:
+        """The chunks of these documents (DocumentNotFoundError names an unknown one)."""
         ...
 
-    def dense_search(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cosine scores) of the k nearest chunks, best first, optionally within `rows`."""
+    def dense_search(self, query: np.ndarray, k: int, scope: Scope | None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cosine scores) of the k nearest chunks, best first, optionally within `scope`."""
         ...
 
     def dense_scores(self, query: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Cosine of the query with the given chunk rows (for fusion of BM25-only candidates)."""
         ...
 
-    def lexical_search(self, terms: list[str], k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def lexical_search(self, terms: list[str], k: int, scope: Scope | None) -> tuple[np.ndarray, np.ndarray]:
         """(rows, BM25 scores) of the k best chunks sharing a term with the query, best first, optionally
-        within `rows`. Ties keep row order, so results are deterministic."""
+        within `scope`. Ties keep row order, so results are deterministic."""
         ...
 
     def lexical_scores_of(self, terms: list[str], rows: np.ndarray) -> np.ndarray:
@@ -69,3 +96,50 @@ class Store(Protocol):
     def document_text(self, doc_id: str) -> str:
         """The raw source text the chunk offsets index into."""
         ...
+
+    def document_record(self, doc_id: str) -> DocumentRecord | None:
+        """Everything stored for a document, for incremental builds (None if absent)."""
+        ...
+
+
+class Backend(Protocol):
+    """Where index versions live and which one serves: a snapshot directory and its `CURRENT` pointer
+    (FAISS), or collections per version and an alias (Milvus). Publishing is atomic: a version is
+    complete before it is named serving, and a failure leaves the previous one serving."""
+
+    name: str
+
+    def serving(self) -> str | None:
+        """The serving version's name, cheaply (polled by every worker for hot swaps)."""
+        ...
+
+    def open(self) -> Store:
+        """Load the serving version (IndexNotFoundError when there is none)."""
+        ...
+
+    def serving_manifest(self) -> dict[str, Any] | None: ...
+
+    def dense_spec(self, chunks: int) -> dict[str, Any]:
+        """The dense index a build of this size gets (recorded in the manifest; a change re-indexes)."""
+        ...
+
+    def publish(
+        self,
+        manifest: dict[str, Any],
+        docs: list[Document],
+        chunks: list[Chunk],
+        terms: list[list[str]],
+        vectors: np.ndarray,
+    ) -> None:
+        """Write a new version, make it serving, and drop versions no request can still hold."""
+        ...
+
+
+def open_backend(settings: Settings) -> Backend:
+    if settings.store == "milvus":
+        from qa.milvus_store import MilvusBackend
+
+        return MilvusBackend(settings)
+    from qa.snapshot import FaissBackend
+
+    return FaissBackend(settings)

@@ -85,3 +85,52 @@ def small_settings(tmp_path: Path, base_settings: Settings) -> Iterator[Settings
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     yield replace(base_settings, corpus_dir=corpus, index_dir=tmp_path / "index")
+
+
+@pytest.fixture(scope="session")
+def milvus_service(base_settings: Settings, embedder: Embedder, tokenizer: Tokenizer) -> Service:
+    """The real corpus in Milvus Lite (a data directory in a temp dir), built by the same code path."""
+    pytest.importorskip("pymilvus", reason="QA_STORE=milvus needs pymilvus (pip install -e '.[milvus]')")
+    copy_corpus(base_settings.corpus_dir)
+    settings = replace(base_settings, index_dir=base_settings.index_dir.parent / "index-milvus", store="milvus")
+    service = Service(settings, embedder, tokenizer)
+    service.build(progress=False)
+    return service
+
+
+@pytest.fixture(scope="session")
+def milvus_cluster_service(base_settings: Settings, embedder: Embedder, tokenizer: Tokenizer) -> Iterator[Service]:
+    """The real corpus on a live Milvus (QA_TEST_MILVUS_URI, optional QA_TEST_MILVUS_TOKEN), under collection
+    names of its own that are dropped afterwards."""
+    uri = os.environ.get("QA_TEST_MILVUS_URI")
+    if not uri:
+        pytest.skip("QA_TEST_MILVUS_URI is not set: no live Milvus cluster to test against")
+    copy_corpus(base_settings.corpus_dir)
+    settings = replace(
+        base_settings,
+        index_dir=base_settings.index_dir.parent / "index-milvus-cluster",
+        store="milvus",
+        milvus_uri=uri,
+        milvus_token=os.environ.get("QA_TEST_MILVUS_TOKEN", ""),
+        milvus_prefix=f"qa_test_{os.getpid()}",
+    )
+    service = Service(settings, embedder, tokenizer)
+    service.backend.drop_all()  # type: ignore[attr-defined]
+    service.build(progress=False)
+    yield service
+    service.backend.drop_all()  # type: ignore[attr-defined]
+
+
+STORES = ["faiss", "milvus-lite", "milvus-cluster"]
+_STORE_FIXTURES = {
+    "faiss": "corpus_service",
+    "milvus-lite": "milvus_service",
+    "milvus-cluster": "milvus_cluster_service",
+}
+
+
+@pytest.fixture(scope="module", params=STORES)
+def store_service(request: pytest.FixtureRequest) -> Service:
+    """The corpus service on each store in turn: FAISS, Milvus Lite, and a live cluster when one is given."""
+    service: Service = request.getfixturevalue(_STORE_FIXTURES[request.param])
+    return service

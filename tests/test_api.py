@@ -1,4 +1,5 @@
-"""The HTTP contract of /v1/ask, the documents API, health and errors — real model, real index."""
+"""The HTTP contract of /v1/ask, the documents API, health and errors — real model, real index, on every
+store (FAISS, Milvus Lite, and a live Milvus cluster when QA_TEST_MILVUS_URI is set)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ ERROR_KEYS = {"code", "message", "details"}
 
 
 @pytest.fixture(scope="module")
-def client(corpus_service: Service) -> Iterator[TestClient]:
-    with serving(create_app(corpus_service.settings, corpus_service)) as c:
+def client(store_service: Service) -> Iterator[TestClient]:
+    with serving(create_app(store_service.settings, store_service)) as c:
         yield c
 
 
@@ -224,9 +225,9 @@ def test_documents_are_listed(client: TestClient) -> None:
     assert docs["003_9a26cb7cfdeac646"]["title"].startswith("美日经济安全同盟")
 
 
-def test_document_returns_the_raw_file_text(client: TestClient, corpus_service: Service) -> None:
+def test_document_returns_the_raw_file_text(client: TestClient, store_service: Service) -> None:
     body = client.get("/v1/documents/001_f609a139d62f3c97").json()
-    raw = (corpus_service.settings.corpus_dir / "001_f609a139d62f3c97.txt").read_text(encoding="utf-8")
+    raw = (store_service.settings.corpus_dir / "001_f609a139d62f3c97.txt").read_text(encoding="utf-8")
     assert body["text"] == raw and body["chars"] == len(raw)
 
 
@@ -234,12 +235,13 @@ def test_unknown_document_is_404(client: TestClient) -> None:
     assert_error(client.get("/v1/documents/does-not-exist"), 404, "document_not_found")
 
 
-def test_health_ready_and_info(client: TestClient) -> None:
+def test_health_ready_and_info(client: TestClient, store_service: Service) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     info = client.get("/v1/info").json()
     assert ready["status"] == "ready" and ready["index_version"] == info["index"]["version"]
     assert info["model"]["dim"] == 384 and info["index"]["counts"]["chunks"] > 100
+    assert info["index"]["store"] == store_service.settings.store
 
 
 def test_index_version_is_the_same_everywhere(client: TestClient) -> None:
@@ -263,11 +265,12 @@ def test_every_response_says_nosniff_and_echoes_request_id(client: TestClient) -
     assert r.headers["x-request-id"] == "abc-123"
 
 
-def test_missing_index_is_503_with_the_reason(corpus_service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_index_is_503_with_the_reason(store_service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
-    settings = replace(corpus_service.settings, index_dir=tmp_path / "empty-index")
-    service = Service(settings, corpus_service.embedder, corpus_service.tokenizer)
+    prefix = f"{store_service.settings.milvus_prefix}_empty"  # a cluster has no such collections
+    settings = replace(store_service.settings, index_dir=tmp_path / "empty-index", milvus_prefix=prefix)
+    service = Service(settings, store_service.embedder, store_service.tokenizer)
     with TestClient(create_app(settings, service)) as c:
         deadline = time.monotonic() + 30
         while "qa build" not in (c.get("/readyz").json().get("detail") or ""):
@@ -279,16 +282,16 @@ def test_missing_index_is_503_with_the_reason(corpus_service: Service, tmp_path)
         assert c.get("/healthz").status_code == 200
 
 
-def test_cors_only_for_listed_origins(corpus_service: Service) -> None:
+def test_cors_only_for_listed_origins(store_service: Service) -> None:
     from dataclasses import replace
 
-    settings = replace(corpus_service.settings, cors_origins=("http://tools.internal",))
-    with TestClient(create_app(settings, corpus_service)) as c:
+    settings = replace(store_service.settings, cors_origins=("http://tools.internal",))
+    with TestClient(create_app(settings, store_service)) as c:
         ok = c.options("/v1/ask", headers={"Origin": "http://tools.internal", "Access-Control-Request-Method": "POST"})
         bad = c.options("/v1/ask", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
         assert ok.headers.get("access-control-allow-origin") == "http://tools.internal"
         assert "access-control-allow-origin" not in bad.headers
-    with TestClient(create_app(corpus_service.settings, corpus_service)) as c:
+    with TestClient(create_app(store_service.settings, store_service)) as c:
         r = c.get("/healthz", headers={"Origin": "http://tools.internal"})
         assert "access-control-allow-origin" not in r.headers
 

@@ -51,8 +51,9 @@ def test_faiss_top_k_equals_numpy_brute_force(corpus_service: Service) -> None:
 def test_faiss_filter_searches_only_those_rows(corpus_service: Service) -> None:
     snap = corpus_service.snapshot()
     q = corpus_service.embedder.encode_queries(["美日经济安全同盟"])[0]
-    allowed = snap.rows_of(["001_f609a139d62f3c97"])
-    rows, _ = snap.dense_search(q, 5, allowed)
+    scope = snap.scope(["001_f609a139d62f3c97"])
+    rows, _ = snap.dense_search(q, 5, scope)
+    allowed = scope.rows
     assert len(rows) == 5 and set(rows.tolist()) <= set(allowed.tolist())
     expected = allowed[np.argsort(-(snap.vectors[allowed] @ q))[:5]]
     assert rows.tolist() == expected.tolist()
@@ -218,7 +219,7 @@ def test_failed_write_keeps_previous_snapshot(
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("qa.build.write_snapshot", disk_full)
+    monkeypatch.setattr("qa.snapshot.write_snapshot", disk_full)
     with pytest.raises(OSError):
         service.build(progress=False)
     assert FaissSnapshot.open_current(small_settings.index_dir).version == first.version
@@ -247,8 +248,8 @@ def test_approximate_indexes_find_what_flat_finds_and_reuse_the_vectors(
     ]
     assert sum(found) / len(found) >= 0.95
     # a doc_ids filter is searched exactly on every index type
-    rows = exact.rows_of(["002_ba0bb63e0258bd58"])
-    assert list(snap.dense_search(queries[0], 5, rows)[0]) == list(exact.dense_search(queries[0], 5, rows)[0])
+    scope = exact.scope(["002_ba0bb63e0258bd58"])
+    assert list(snap.dense_search(queries[0], 5, scope)[0]) == list(exact.dense_search(queries[0], 5, scope)[0])
 
 
 def test_auto_picks_flat_for_small_corpora_and_hnsw_for_large() -> None:
