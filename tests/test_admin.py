@@ -1,6 +1,7 @@
 """The admin API: documents in and out through authenticated, atomic writes and rebuild jobs.
 
-Real model, real index of real corpus files, in a private corpus directory.
+Real model, real index of real corpus files, in a private corpus directory — on the FAISS store and on
+Milvus Lite (a rebuild there fills new collections and moves the alias).
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ def wait_job(client: TestClient, job_id: str, timeout: float = 180) -> dict:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def admin_settings(tmp_path_factory: pytest.TempPathFactory, base_settings: Settings) -> Settings:
-    root = tmp_path_factory.mktemp("admin")
+@pytest.fixture(scope="module", params=["faiss", "milvus"])
+def admin_settings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, base_settings: Settings
+) -> Settings:
+    root = tmp_path_factory.mktemp(f"admin-{request.param}")
     (root / "corpus").mkdir()
     shutil.copy2(CORPUS / f"{BASE_DOC}.txt", root / "corpus")
     return replace(
@@ -59,6 +62,7 @@ def admin_settings(tmp_path_factory: pytest.TempPathFactory, base_settings: Sett
         admin_token=TOKEN,
         max_document_bytes=200_000,
         poll_seconds=0.05,
+        store=request.param,
     )
 
 
