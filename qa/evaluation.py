@@ -224,7 +224,11 @@ def cmrc_service(service, data_path: Path):  # type: ignore[no-untyped-def]
     (root / "corpus").mkdir()
     questions = cmrc_corpus(data_path, root / "corpus")
     settings = replace(
-        service.settings, corpus_dir=root / "corpus", index_dir=root / "index", model_cache=service.settings.models_dir
+        service.settings,
+        corpus_dir=root / "corpus",
+        index_dir=root / "index",  # Milvus Lite follows it (a fresh data dir) unless QA_MILVUS_URI is set
+        model_cache=service.settings.models_dir,
+        milvus_prefix=f"{service.settings.milvus_prefix}_cmrc",  # never the served collections on a cluster
     )
     cmrc = Service(settings, service.embedder, service.tokenizer)
     cmrc.build()

@@ -10,7 +10,7 @@ import threading
 
 from qa.config import Settings
 from qa.documents import CorpusWriter
-from qa.errors import NotReadyError, QAError
+from qa.errors import IndexNotFoundError, NotReadyError, QAError
 from qa.jobs import Job, JobRunner, JobStore
 from qa.metrics import Metrics
 from qa.ratelimit import RateLimiter
@@ -43,8 +43,10 @@ class Runtime:
         self._loading = False
         self._loader: threading.Thread | None = None
         self._carried: Job | None = None
+        self._closing = threading.Event()
 
     def start_loading(self) -> None:
+        self._closing.clear()
         self._loading = True
         self._loader = threading.Thread(target=self.load, name="qa-load", daemon=True)
         self._loader.start()
@@ -53,7 +55,16 @@ class Runtime:
         """Load model and index, tidy after a crash, queue a catch-up build; then say ready."""
         try:
             service = self.service or Service(self.settings)
-            service.warm_up()
+            while True:
+                try:
+                    service.warm_up()
+                    break
+                except IndexNotFoundError as exc:
+                    # a replica may start before the writer's first build: say why, and pick it up when it lands
+                    self.error = exc.message
+                    if self._closing.wait(max(self.settings.poll_seconds, 1.0)):
+                        return
+            self.error = None
             self.writer.clean_stale()
             try:
                 self.jobs.reap()
@@ -106,6 +117,7 @@ class Runtime:
 
     def close(self, timeout: float = 30.0) -> None:
         """At shutdown: let a load in progress finish (a thread killed inside torch aborts the process)."""
+        self._closing.set()
         if self._loader is not None:
             self._loader.join(timeout)
         with self._lock:

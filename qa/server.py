@@ -1,8 +1,9 @@
 """Run the service: build the index if there is none to serve (with progress), then serve with uvicorn.
 
 A missing index, or one built with another model or chunker, is built before
-serving. An index that only lags the corpus serves at once, and the app rebuilds
-it in the background (QA_BUILD_ON_START), swapping when done.
+serving (unless QA_BUILD_ON_START=0: a read-only replica waits for a writer).
+An index that only lags the corpus serves at once, and the app rebuilds it in
+the background (QA_BUILD_ON_START), swapping when done.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ def serve(settings: Settings) -> int:
     setup_logging(settings.log_level)
     service = Service(settings)
     state = service.index_state()
-    if state in ("missing", "config"):
+    if state in ("missing", "config") and not settings.build_on_start:
+        # a read-only replica never builds (with Milvus it would publish its own, maybe empty, corpus)
+        log.warning("index %s and QA_BUILD_ON_START=0: not ready until a writer builds it", state)
+    elif state in ("missing", "config"):
         log.info("index %s: building before serving", "missing" if state == "missing" else "built with other settings")
         result = service.build()
         log.info("index %s ready: %d docs, %d chunks", result.version, result.documents, result.chunks)

@@ -10,7 +10,7 @@ fi
 # torch first and pinned: the CPU build (an unpinned torch pulls a multi-GB CUDA build)
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "${1:-}" = "--test" ]; then
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[test,milvus]"
   if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = "0" ]; then
       apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
@@ -19,7 +19,7 @@ if [ "${1:-}" = "--test" ]; then
     fi
   fi
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q -e ".[milvus]"  # QA_STORE=milvus works out of the box
 fi
 # the corpus ships in corpus/; a sibling shared/ checkout only fills it when it is empty
 if [ -z "$(ls corpus/*.txt 2>/dev/null)" ] && [ -d ../shared/corpus ]; then

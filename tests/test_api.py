@@ -265,21 +265,37 @@ def test_every_response_says_nosniff_and_echoes_request_id(client: TestClient) -
     assert r.headers["x-request-id"] == "abc-123"
 
 
-def test_missing_index_is_503_with_the_reason(store_service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_index_is_503_with_the_reason_until_one_is_built(store_service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A replica may start before the writer's first build: it says why it is not ready, then picks it up."""
     from dataclasses import replace
 
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "note.txt").write_text("北海道千岁市的晶圆厂月产能达到四万片。", encoding="utf-8")
     prefix = f"{store_service.settings.milvus_prefix}_empty"  # a cluster has no such collections
-    settings = replace(store_service.settings, index_dir=tmp_path / "empty-index", milvus_prefix=prefix)
+    settings = replace(
+        store_service.settings, corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "empty-index", milvus_prefix=prefix
+    )
     service = Service(settings, store_service.embedder, store_service.tokenizer)
-    with TestClient(create_app(settings, service)) as c:
-        deadline = time.monotonic() + 30
-        while "qa build" not in (c.get("/readyz").json().get("detail") or ""):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        assert c.get("/readyz").status_code == 503
-        err = assert_error(c.post("/v1/ask", json={"question": "x"}), 503, "not_ready")
-        assert "qa build" in err["message"]
-        assert c.get("/healthz").status_code == 200
+    try:
+        with TestClient(create_app(settings, service)) as c:
+            deadline = time.monotonic() + 30
+            while "qa build" not in (c.get("/readyz").json().get("detail") or ""):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert c.get("/readyz").status_code == 503
+            err = assert_error(c.post("/v1/ask", json={"question": "x"}), 503, "not_ready")
+            assert "qa build" in err["message"]
+            assert c.get("/healthz").status_code == 200
+            writer = Service(settings, store_service.embedder, store_service.tokenizer, backend=service.backend)
+            writer.build(progress=False)
+            deadline = time.monotonic() + 30
+            while c.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, c.get("/readyz").json()
+                time.sleep(0.1)
+            assert ask(c, question="晶圆厂月产能")["passages"][0]["doc_id"] == "note"
+    finally:
+        if hasattr(service.backend, "drop_all"):
+            service.backend.drop_all()
 
 
 def test_cors_only_for_listed_origins(store_service: Service) -> None:
