@@ -114,12 +114,19 @@ def connect(settings: Settings) -> Any:
     from pymilvus import MilvusClient
 
     uri = settings.milvus_target
+    options: dict[str, Any] = {}
     if uri.endswith(".db"):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)  # pymilvus refuses a Lite path without its parent
         grpc_log = logging.getLogger("grpc._server")
         if not any(isinstance(f, _LiteUnimplemented) for f in grpc_log.filters):
             grpc_log.addFilter(_LiteUnimplemented())
-    return MilvusClient(uri, token=settings.milvus_token) if settings.milvus_token else MilvusClient(uri)
+        # pymilvus pings every 10 s; Lite's in-process gRPC server keeps grpc's default policy (at most one
+        # ping per 5 min without data) and answers with GOAWAY "too_many_pings". Over loopback no keepalive
+        # is needed: ping less often than the server's limit.
+        options["grpc_options"] = {"grpc.keepalive_time_ms": 360_000, "grpc.keepalive_permit_without_calls": 0}
+    if settings.milvus_token:
+        options["token"] = settings.milvus_token
+    return MilvusClient(uri, **options)
 
 
 class MilvusBackend:
