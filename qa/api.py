@@ -141,7 +141,8 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
 
     @app.get("/v1/documents", response_model=DocumentList, responses=ERRORS, tags=["documents"])
     async def documents(service: ServiceDep) -> DocumentList:
-        snap = service.snapshot()
+        # store calls leave the event loop: with Milvus they are network round trips
+        snap = await run_in_threadpool(service.snapshot)
         return DocumentList(
             documents=[DocumentSummary(**d.__dict__) for d in snap.documents()], index_version=snap.version
         )
@@ -154,9 +155,10 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     )
     async def document(doc_id: str, service: ServiceDep) -> DocumentFull:
         """The document with its raw text: passage `start`/`end` index into `text`."""
-        snap = service.snapshot()
+        snap = await run_in_threadpool(service.snapshot)
         info = snap.document(doc_id)
-        return DocumentFull(**info.__dict__, text=snap.document_text(doc_id), index_version=snap.version)
+        text = await run_in_threadpool(snap.document_text, doc_id)
+        return DocumentFull(**info.__dict__, text=text, index_version=snap.version)
 
     @app.get("/healthz", response_model=Health, tags=["ops"])
     async def healthz() -> Health:
@@ -166,14 +168,14 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     async def readyz(request: Request) -> Response:
         try:
             service = runtime.ready()
-            body = Ready(status="ready", index_version=service.snapshot().version)
+            body = Ready(status="ready", index_version=(await run_in_threadpool(service.snapshot)).version)
             return JSONResponse(body.model_dump())
         except QAError as exc:
             return JSONResponse(Ready(status="not_ready", detail=exc.message).model_dump(), status_code=503)
 
     @app.get("/v1/info", response_model=Info, responses=ERRORS, tags=["ops"])
     async def info(service: ServiceDep) -> Info:
-        snap = service.snapshot()
+        snap = await run_in_threadpool(service.snapshot)
         m = snap.manifest
         return Info(
             version=_version(),

@@ -112,8 +112,16 @@ class Service:
         if stamp is None and self._snapshot is None:
             where = self.settings.index_dir if self.backend.name == "faiss" else self.settings.milvus_target
             raise IndexNotFoundError(f"no index in {where}: run `qa build` (serve.py builds it on start)")
-        snap = self.backend.open()
-        self._check_model(snap)
+        try:
+            snap = self.backend.open()
+            self._check_model(snap)
+        except Exception as exc:
+            if self._snapshot is None:
+                raise
+            # the new version can't be opened (dropped already, half-visible on a shared volume, another model):
+            # keep serving the one we have and try again at the next poll
+            log.error("index %s not loaded, still serving %s: %s", stamp, self._snapshot.version, exc)
+            return
         if self._snapshot is not None:
             log.info("index swapped: %s -> %s", self._snapshot.version, snap.version)
         self._snapshot, self._stamp = snap, stamp

@@ -226,6 +226,22 @@ def test_failed_write_keeps_previous_snapshot(
     assert not list((small_settings.index_dir / "snapshots").glob(".tmp-*"))
 
 
+def test_a_pointer_to_an_unloadable_snapshot_keeps_the_served_one(
+    small_settings: Settings, corpus_service: Service
+) -> None:
+    """A swap that can't load (snapshot gone, half-visible on a shared volume) must not fail requests."""
+    service = small_service(small_settings, corpus_service)
+    first = service.build(progress=False)
+    assert service.snapshot().version == first.version
+    (small_settings.index_dir / "CURRENT").write_text("20990101T000000000000-00000000\n")
+    (small_settings.index_dir / "snapshots" / "20990101T000000000000-00000000").mkdir()  # no manifest yet
+    service.refresh()
+    assert service.snapshot().version == first.version and service.ask("半导体", top_k=1).hits
+    (small_settings.index_dir / "CURRENT").write_text(first.version + "\n")  # and it recovers
+    service.refresh()
+    assert service.snapshot().version == first.version
+
+
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_approximate_indexes_find_what_flat_finds_and_reuse_the_vectors(
     corpus_service: Service, tmp_path: Path, kind: str
