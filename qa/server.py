@@ -24,17 +24,19 @@ def serve(settings: Settings) -> int:
 
     setup_logging(settings.log_level)
     service = Service(settings)
-    state = service.index_state()
-    if state in ("missing", "config") and not settings.build_on_start:
-        # a read-only replica never builds (with Milvus it would publish its own, maybe empty, corpus)
-        log.warning("index %s and QA_BUILD_ON_START=0: not ready until a writer builds it", state)
-    elif state in ("missing", "config"):
-        log.info("index %s: building before serving", "missing" if state == "missing" else "built with other settings")
-        result = service.build()
-        log.info("index %s ready: %d docs, %d chunks", result.version, result.documents, result.chunks)
-    elif state == "corpus":
-        action = "serving it and rebuilding in the background" if settings.build_on_start else "QA_BUILD_ON_START=0"
-        log.warning("the corpus changed since the index was built: %s", action)
+    if not settings.build_on_start:
+        # a read-only replica never builds (with Milvus it would publish its own, maybe empty, corpus): it
+        # serves what the store serves, and says not_ready until a writer has built something
+        log.info("QA_BUILD_ON_START=0: serving the store's current index, never building it")
+    else:
+        state = service.index_state()
+        if state in ("missing", "config"):
+            why = "missing" if state == "missing" else "built with other settings"
+            log.info("index %s: building before serving", why)
+            result = service.build()
+            log.info("index %s ready: %d docs, %d chunks", result.version, result.documents, result.chunks)
+        elif state == "corpus":
+            log.warning("the corpus changed since the index was built: serving it and rebuilding in the background")
     log.info("serving on http://%s:%d (%d worker(s))", settings.host, settings.port, settings.workers)
     if settings.workers > 1:
         # each worker process loads its own model and snapshot from the same index directory
