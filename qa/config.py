@@ -125,6 +125,12 @@ class Settings:
         for ok, key, value in checks:
             if not ok:
                 raise ConfigError(f"{key}={value!r} is out of range")
+        if self.store == "milvus" and self.workers > 1 and self.milvus_target.endswith(".db"):
+            raise ConfigError(
+                f"QA_WORKERS={self.workers} with Milvus Lite ({self.milvus_target}): Lite allows one process per "
+                "data directory. Run `milvus-lite server --data-dir <dir> --port 19530` and set "
+                "QA_MILVUS_URI=http://127.0.0.1:19530, or use QA_WORKERS=1."
+            )
         return self
 
 

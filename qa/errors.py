@@ -36,6 +36,13 @@ class IndexNotFoundError(QAError):
     status = 503
 
 
+class StoreUnavailableError(QAError):
+    """The index store (a Milvus server, or a Milvus Lite directory) can't be reached or refused a call."""
+
+    code = "store_unavailable"
+    status = 503
+
+
 class IndexFormatError(QAError):
     """The index on disk has another format version; rebuild it."""
 

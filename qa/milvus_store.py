@@ -46,7 +46,7 @@ import numpy as np
 from qa.chunking import Chunk
 from qa.config import Settings
 from qa.corpus import Document
-from qa.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
+from qa.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError, StoreUnavailableError
 from qa.lexical import K1, B
 from qa.store import DocumentInfo, DocumentRecord, Scope
 from qa.tokens import cjk_share
@@ -110,8 +110,33 @@ class _LiteUnimplemented(logging.Filter):
         return "Method not implemented" not in record.getMessage()
 
 
-def connect(settings: Settings) -> Any:
+class GuardedClient:
+    """The pymilvus client, whose failures become StoreUnavailableError: the API answers 503 with the reason
+    (server down, Lite directory locked by another process) instead of a 500."""
+
+    def __init__(self, client: Any, where: str) -> None:
+        self._client = client
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        from pymilvus.exceptions import MilvusException
+
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except MilvusException as exc:
+                raise StoreUnavailableError(f"Milvus at {self._where}: {name} failed: {exc.message}") from exc
+
+        return call
+
+
+def connect(settings: Settings) -> GuardedClient:
     from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
 
     uri = settings.milvus_target
     options: dict[str, Any] = {}
@@ -126,7 +151,17 @@ def connect(settings: Settings) -> Any:
         options["grpc_options"] = {"grpc.keepalive_time_ms": 360_000, "grpc.keepalive_permit_without_calls": 0}
     if settings.milvus_token:
         options["token"] = settings.milvus_token
-    return MilvusClient(uri, **options)
+    try:
+        client = MilvusClient(uri, **options)
+    except MilvusException as exc:
+        hint = (
+            " (Milvus Lite allows one process per data directory: is another server or `qa build` using it? "
+            "Several processes need `milvus-lite server --data-dir …` and QA_MILVUS_URI=http://…)"
+            if uri.endswith(".db")
+            else ""
+        )
+        raise StoreUnavailableError(f"can't connect to Milvus at {uri}: {exc.message}{hint}") from exc
+    return GuardedClient(client, uri)
 
 
 class MilvusBackend:

@@ -42,6 +42,10 @@ def test_values_are_parsed_by_type() -> None:
         ("QA_FUSION", "sum"),
         ("QA_CHUNK_OVERLAP", "400"),
         ("QA_WORKERS", "0"),
+        ("QA_STORE", "sqlite"),
+        ("QA_MILVUS_PREFIX", "qa-chunks"),
+        ("QA_MILVUS_URI", "localhost:19530"),
+        ("QA_MILVUS_INDEX", "DISKANN"),
     ],
 )
 def test_bad_value_names_the_key(key: str, value: str) -> None:
@@ -52,3 +56,11 @@ def test_bad_value_names_the_key(key: str, value: str) -> None:
 def test_overrides_are_validated_too() -> None:
     with pytest.raises(ConfigError, match="QA_PORT"):
         Settings.from_env({}, port=0)
+
+
+def test_several_workers_on_milvus_lite_are_refused_with_the_way_out() -> None:
+    with pytest.raises(ConfigError, match=r"milvus-lite server.*QA_MILVUS_URI=http"):
+        Settings.from_env({"QA_STORE": "milvus", "QA_WORKERS": "2"})
+    served = Settings.from_env({"QA_STORE": "milvus", "QA_WORKERS": "2", "QA_MILVUS_URI": "http://127.0.0.1:19530"})
+    assert served.milvus_target == "http://127.0.0.1:19530"
+    assert Settings.from_env({"QA_INDEX_DIR": "/srv/idx"}).milvus_target == "/srv/idx/milvus.db"

@@ -4,17 +4,23 @@ ranking as the FAISS store — real model, Milvus Lite in a temp directory."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import CORPUS, QUESTIONS
 from qa import evaluation as ev
+from qa.api import create_app
 from qa.config import Settings
 from qa.corpus import load_corpus
 from qa.embedding import Embedder
+from qa.errors import StoreUnavailableError
 from qa.milvus_store import KEEP_VERSIONS, MilvusBackend, collection_names, write_version
 from qa.service import Service
 from qa.tokens import Tokenizer
@@ -145,3 +151,36 @@ def test_milvus_ranks_like_faiss_on_the_corpus_questions(corpus_service: Service
         for q in questions[:40]
     )
     assert same >= 38, same
+
+
+def test_an_unreachable_milvus_is_a_503_saying_so(
+    base_settings: Settings, embedder: Embedder, tokenizer: Tokenizer
+) -> None:
+    settings = replace(base_settings, store="milvus", milvus_uri="http://127.0.0.1:1")
+    with TestClient(create_app(settings, Service(settings, embedder, tokenizer))) as c:
+        deadline = time.monotonic() + 30
+        while "Milvus" not in (c.get("/readyz").json().get("detail") or ""):
+            assert time.monotonic() < deadline, c.get("/readyz").json()
+            time.sleep(0.1)
+        assert c.get("/readyz").status_code == 503
+        r = c.post("/v1/ask", json={"question": "经济安全"})
+        assert r.status_code == 503 and "127.0.0.1:1" in r.json()["error"]["message"]
+
+
+def test_a_lite_directory_held_by_another_process_is_a_clear_error(tmp_path: Path, base_settings: Settings) -> None:
+    db = tmp_path / "milvus.db"
+    script = f"import pymilvus; pymilvus.MilvusClient({str(db)!r}); print('open', flush=True); input()"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        backend = MilvusBackend(replace(base_settings, store="milvus", milvus_uri=str(db)))
+        with pytest.raises(StoreUnavailableError, match="one process per data directory"):
+            backend.serving()
+    finally:
+        holder.kill()
+        holder.wait()
