@@ -297,7 +297,7 @@ def write_version(
     schema.add_field("end", DataType.INT64)
     # Lite rejects {"type": "chinese"}; the jieba tokenizer is what we tokenize with anyway
     schema.add_field(
-        "text", DataType.VARCHAR, max_length=16384, enable_analyzer=True, analyzer_params={"tokenizer": "jieba"}
+        "text", DataType.VARCHAR, max_length=65535, enable_analyzer=True, analyzer_params={"tokenizer": "jieba"}
     )
     schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
     schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
