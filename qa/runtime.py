@@ -10,7 +10,7 @@ import threading
 
 from qa.config import Settings
 from qa.documents import CorpusWriter
-from qa.errors import IndexNotFoundError, NotReadyError, QAError
+from qa.errors import IndexNotFoundError, NotReadyError, QAError, StoreUnavailableError
 from qa.jobs import Job, JobRunner, JobStore
 from qa.metrics import Metrics
 from qa.ratelimit import RateLimiter
@@ -59,8 +59,9 @@ class Runtime:
                 try:
                     service.warm_up()
                     break
-                except IndexNotFoundError as exc:
-                    # a replica may start before the writer's first build: say why, and pick it up when it lands
+                except (IndexNotFoundError, StoreUnavailableError) as exc:
+                    # a replica may start before the writer's first build, or while Milvus is still starting:
+                    # say why, and begin serving when the index is there
                     self.error = exc.message
                     if self._closing.wait(max(self.settings.poll_seconds, 1.0)):
                         return

@@ -5,6 +5,7 @@ Each test starts `python -m qa.cli serve` on 127.0.0.1 with a private corpus and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -145,10 +146,30 @@ class Askers:
             t.join(90)
 
 
-def test_sigkill_mid_rebuild_keeps_the_old_index_and_every_acknowledged_document(tmp_path: Path) -> None:
+def store_state(root: Path, store: str) -> dict:
+    """The serving version and every version the store holds, read by another process with the server
+    stopped (Milvus Lite allows one process per data directory: this one must not keep it open)."""
+    script = (
+        "import json, sys; from dataclasses import replace; from pathlib import Path; "
+        "from qa.config import Settings; from qa.store import open_backend; "
+        "b = open_backend(replace(Settings(), index_dir=Path(sys.argv[1]), store=sys.argv[2])); "
+        "print(json.dumps({'serving': b.serving(), 'versions': b.versions() if hasattr(b, 'versions') else None}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(root / "index"), store], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# FAISS is killed while embedding; Milvus while writing the new version's collections (the part a kill could
+# leave half-done there: the FAISS write is a rename of a finished directory, tested in test_index.py)
+@pytest.mark.parametrize(("store", "kill_at"), [("faiss", "embedding"), ("milvus", "writing snapshot")])
+def test_sigkill_mid_rebuild_keeps_the_old_index_and_every_acknowledged_document(
+    tmp_path: Path, store: str, kill_at: str
+) -> None:
     root = small_corpus(tmp_path)
     body = (CORPUS / f"{BIG}.txt").read_bytes()
-    with server(root) as (client, proc):
+    with server(root, QA_STORE=store) as (client, proc):
         old = version(client)
         r = client.put(
             "/v1/documents/late-report", params={"title": "迟到的报告"}, content=body, headers={**AUTH, **TEXT}
@@ -156,20 +177,20 @@ def test_sigkill_mid_rebuild_keeps_the_old_index_and_every_acknowledged_document
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         deadline = time.monotonic() + 120
-        while (job := client.get(f"/v1/jobs/{job_id}", headers=AUTH).json())["progress"]["stage"] != "embedding":
+        while (job := client.get(f"/v1/jobs/{job_id}", headers=AUTH).json())["progress"]["stage"] != kill_at:
             assert job["state"] in ("queued", "running") and time.monotonic() < deadline, job
-            time.sleep(0.05)
-        time.sleep(1.0)
+            time.sleep(0.02)
+        time.sleep(1.0 if kill_at == "embedding" else 0.3)
         assert client.get(f"/v1/jobs/{job_id}", headers=AUTH).json()["state"] == "running"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
 
     # acknowledged = on disk, byte for byte; the pointer never moved; no half-written file in the corpus
     assert (root / "corpus" / "late-report.txt").read_bytes() == body
-    assert (root / "index" / "CURRENT").read_text().strip().endswith(old)
+    assert store_state(root, store)["serving"] == old
     assert not [p for p in (root / "corpus").iterdir() if p.name.startswith(".")]
 
-    with server(root, QA_BUILD_ON_START="0") as (client, _):
+    with server(root, QA_BUILD_ON_START="0", QA_STORE=store) as (client, _):
         assert version(client) == old  # the previous snapshot serves at once
         job = client.get(f"/v1/jobs/{job_id}", headers=AUTH).json()
         assert job["state"] == "interrupted" and "rebuild" in job["error"]
@@ -194,7 +215,10 @@ def test_sigkill_mid_rebuild_keeps_the_old_index_and_every_acknowledged_document
             "/v1/ask", json={"question": "美日经济安全同盟的集体韧性", "doc_ids": ["late-report"], "top_k": 1}
         ).json()
         assert cited["passages"][0]["doc_id"] == "late-report" and cited["passages"][0]["title"] == "迟到的报告"
-    assert not list((root / "index" / "snapshots").glob(".tmp-*"))  # the killed build's temp dir was collected
+    if store == "faiss":
+        assert not list((root / "index" / "snapshots").glob(".tmp-*"))  # the killed build's temp dir was collected
+    else:  # the killed build's half-written collections were dropped
+        assert store_state(root, store) == {"serving": new, "versions": [old, new]}
 
 
 def test_every_worker_picks_up_a_new_snapshot(tmp_path: Path) -> None:
