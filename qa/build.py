@@ -192,10 +192,11 @@ def _embed(embedder: Embedder, texts: list[str], report: Progress) -> np.ndarray
 
 
 def _previous(backend: Backend) -> Store | None:
-    if backend.serving() is None:
+    version = backend.serving()
+    if version is None:
         return None
     try:
-        return backend.open()
+        return backend.open(version)
     except Exception as exc:  # an unreadable old index only means a full rebuild
         log.warning("previous index unreadable (%s): full rebuild", exc)
         return None

@@ -39,9 +39,14 @@ def dense_spec(settings: Settings, n: int) -> dict[str, Any]:
             "ef_search": settings.hnsw_ef_search,
         }
     if kind == "ivf":
-        nlist = max(1, min(n // 39, round(4 * math.sqrt(n))))  # 4·√n lists, each with ≥ 39 training points
+        nlist = ivf_lists(n)
         return {"type": "ivf", "nlist": nlist, "nprobe": min(settings.ivf_nprobe, nlist)}
     return dict(FLAT)
+
+
+def ivf_lists(n: int) -> int:
+    """4·√n lists, each with ≥ 39 training points (FAISS's and Milvus' IVF alike)."""
+    return max(1, min(n // 39, round(4 * math.sqrt(n))))
 
 
 def build_dense(vectors: np.ndarray, dim: int, spec: dict[str, Any]) -> Any:

@@ -14,6 +14,11 @@ import numpy as np
 K1, B = 1.5, 0.75
 
 
+def lucene_idf(df: int, n: int) -> float:
+    """bm25s' Lucene IDF (never negative); the Milvus store rescores its candidates with the same one."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
 class Lexical:
     def __init__(self, retriever) -> None:  # type: ignore[no-untyped-def]
         self._bm25 = retriever
@@ -42,8 +47,7 @@ class Lexical:
     def idf(self, term: str) -> float:
         tid = self._vocab.get(term)
         df = int(self._df[tid]) if tid is not None and tid < len(self._df) else 0
-        n = self.num_docs
-        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+        return lucene_idf(df, self.num_docs)
 
     def scores(self, terms: list[str]) -> np.ndarray:
         """Raw BM25 score of every chunk row (zeros when no term is known)."""

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -46,9 +45,10 @@ import numpy as np
 from qa.chunking import Chunk
 from qa.config import Settings
 from qa.corpus import Document
-from qa.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError, StoreUnavailableError
-from qa.lexical import K1, B
-from qa.store import DocumentInfo, DocumentRecord, Scope
+from qa.dense import ivf_lists
+from qa.errors import IndexFormatError, IndexNotFoundError, StoreUnavailableError
+from qa.lexical import K1, B, lucene_idf
+from qa.store import DocumentInfo, DocumentRecord, Scope, require_document, require_documents
 from qa.tokens import cjk_share
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def milvus_spec(settings: Settings, n: int) -> dict[str, Any]:
             "ef": settings.hnsw_ef_search,
         }
     if settings.milvus_index == "IVF_FLAT":
-        nlist = max(1, min(max(n, 1) // 39, round(4 * math.sqrt(max(n, 1)))))
+        nlist = ivf_lists(n)
         return {"type": "milvus-ivf_flat", "nlist": nlist, "nprobe": min(settings.ivf_nprobe, nlist)}
     return {"type": "milvus-flat"}
 
@@ -191,8 +191,8 @@ class MilvusBackend:
         name = self.client.describe_alias(self.alias).get("collection_name")
         return version_of(self.prefix, name) if name else None
 
-    def open(self) -> MilvusSnapshot:
-        version = self.serving()
+    def open(self, version: str | None = None) -> MilvusSnapshot:
+        version = version or self.serving()
         if version is None:
             raise IndexNotFoundError(
                 f"no index in Milvus at {self.settings.milvus_target} (alias {self.alias}): run `qa build`"
@@ -467,9 +467,7 @@ class MilvusSnapshot:
         return Chunk(r["doc_id"], r["chunk_id"], r["ordinal"], r["start"], r["end"], r["text"])
 
     def scope(self, doc_ids: list[str]) -> Scope:
-        unknown = [d for d in doc_ids if d not in self._docs]
-        if unknown:
-            raise DocumentNotFoundError(f"unknown doc_id: {', '.join(unknown)}", {"doc_ids": unknown})
+        require_documents(doc_ids, self._docs)
         return Scope(tuple(doc_ids), np.zeros(0, np.int64))  # Milvus filters by doc_id, not by row
 
     def _filter(self, scope: Scope | None) -> str:
@@ -521,8 +519,7 @@ class MilvusSnapshot:
             return {t: self._df[t] for t in terms}
 
     def idf(self, term: str) -> float:
-        df = self._document_frequency([term])[term]
-        return math.log(1 + (self.num_chunks - df + 0.5) / (df + 0.5))
+        return lucene_idf(self._document_frequency([term])[term], self.num_chunks)
 
     def lexical_max(self, terms: list[str]) -> float:
         """Every query term counts, known or not (like `qa.lexical`): an unknown term lowers confidence."""
@@ -573,8 +570,7 @@ class MilvusSnapshot:
         return [self.document(d) for d in sorted(self._docs)]
 
     def document(self, doc_id: str) -> DocumentInfo:
-        if doc_id not in self._docs:
-            raise DocumentNotFoundError(f"unknown doc_id: {doc_id}", {"doc_id": doc_id})
+        require_document(doc_id, self._docs)
         d = self._docs[doc_id]
         return DocumentInfo(d["doc_id"], d["title"], d["source"], d["chars"], d["chunks"])
 

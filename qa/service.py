@@ -113,7 +113,7 @@ class Service:
             where = self.settings.index_dir if self.backend.name == "faiss" else self.settings.milvus_target
             raise IndexNotFoundError(f"no index in {where}: run `qa build` (serve.py builds it on start)")
         try:
-            snap = self.backend.open()
+            snap = self.backend.open(stamp)  # the version just polled: no second lookup, no race with a newer one
             self._check_model(snap)
         except Exception as exc:
             if self._snapshot is None:

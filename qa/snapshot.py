@@ -28,9 +28,9 @@ from qa.chunking import Chunk
 from qa.config import Settings
 from qa.corpus import Document
 from qa.dense import build_dense, configure, dense_spec, spec_of
-from qa.errors import DocumentNotFoundError, IndexFormatError, IndexNotFoundError
+from qa.errors import IndexFormatError, IndexNotFoundError
 from qa.lexical import Lexical
-from qa.store import DocumentInfo, DocumentRecord, Scope
+from qa.store import DocumentInfo, DocumentRecord, Scope, require_document, require_documents
 from qa.tokens import cjk_share
 
 log = logging.getLogger(__name__)
@@ -234,9 +234,7 @@ class FaissSnapshot:
         return self._terms[row]
 
     def rows_of(self, doc_ids: list[str]) -> np.ndarray:
-        unknown = [d for d in doc_ids if d not in self._docs]
-        if unknown:
-            raise DocumentNotFoundError(f"unknown doc_id: {', '.join(unknown)}", {"doc_ids": unknown})
+        require_documents(doc_ids, self._docs)
         rows = [r for d in doc_ids for r in self._doc_rows.get(d, [])]
         return np.asarray(sorted(set(rows)), dtype=np.int64)
 
@@ -294,8 +292,7 @@ class FaissSnapshot:
         return list(self._docs.values())
 
     def document(self, doc_id: str) -> DocumentInfo:
-        if doc_id not in self._docs:
-            raise DocumentNotFoundError(f"unknown doc_id: {doc_id}", {"doc_id": doc_id})
+        require_document(doc_id, self._docs)
         return self._docs[doc_id]
 
     def document_text(self, doc_id: str) -> str:
@@ -330,8 +327,13 @@ class FaissBackend:
     def serving(self) -> str | None:
         return pointer_stamp(self.index_dir)
 
-    def open(self) -> FaissSnapshot:
-        return FaissSnapshot.open_current(self.index_dir)
+    def open(self, version: str | None = None) -> FaissSnapshot:
+        if version is None:
+            return FaissSnapshot.open_current(self.index_dir)
+        path = snapshot_root(self.index_dir) / version
+        if not (path / "manifest.json").exists():
+            raise IndexNotFoundError(f"snapshot {version} is not in {snapshot_root(self.index_dir)}")
+        return FaissSnapshot(path)
 
     def serving_manifest(self) -> dict[str, Any] | None:
         path = current_snapshot_dir(self.index_dir)

@@ -7,12 +7,14 @@ holds the index versions and says which one serves; a `Store` is one immutable v
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from qa.chunking import Chunk
+from qa.errors import DocumentNotFoundError
 
 if TYPE_CHECKING:
     from qa.config import Settings
@@ -113,8 +115,8 @@ class Backend(Protocol):
         """The serving version's name, cheaply (polled by every worker for hot swaps)."""
         ...
 
-    def open(self) -> Store:
-        """Load the serving version (IndexNotFoundError when there is none)."""
+    def open(self, version: str | None = None) -> Store:
+        """Load this version, as `serving()` named it (default: ask again); IndexNotFoundError when absent."""
         ...
 
     def serving_manifest(self) -> dict[str, Any] | None: ...
@@ -133,6 +135,18 @@ class Backend(Protocol):
     ) -> None:
         """Write a new version, make it serving, and drop versions no request can still hold."""
         ...
+
+
+def require_documents(doc_ids: list[str], known: Container[str]) -> None:
+    """A `doc_ids` filter naming an unknown document is a 404 naming all of them, on every store."""
+    unknown = [d for d in doc_ids if d not in known]
+    if unknown:
+        raise DocumentNotFoundError(f"unknown doc_id: {', '.join(unknown)}", {"doc_ids": unknown})
+
+
+def require_document(doc_id: str, known: Container[str]) -> None:
+    if doc_id not in known:
+        raise DocumentNotFoundError(f"unknown doc_id: {doc_id}", {"doc_id": doc_id})
 
 
 def open_backend(settings: Settings) -> Backend:
