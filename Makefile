@@ -9,8 +9,9 @@ serve: setup
 
 test:
 	bash scripts/setup.sh --test
-	.venv/bin/ruff check qa tests bench serve.py
-	.venv/bin/ruff format --check qa tests bench serve.py
+	.venv/bin/ruff check qa tests bench scripts serve.py
+	.venv/bin/ruff format --check qa tests bench scripts serve.py
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q
 
 eval: setup

@@ -41,11 +41,13 @@ def main() -> int:
     assert isinstance(snap, MilvusSnapshot)
     questions = [q for q in ev.load_questions(ROOT / "tests/data/corpus_qa.jsonl") if q.in_domain]
     ranks: dict[str, list[int | None]] = {
-        k: [] for k in ("ours · convex", "ours · rrf", "milvus · rrf", "milvus · weighted")
+        k: [] for k in ("ours · learned", "ours · convex", "ours · rrf", "milvus · rrf", "milvus · weighted")
     }
     rrf_service = service.with_settings(fusion="rrf")
+    convex_service = service.with_settings(fusion="convex")
     for q in questions:
-        ranks["ours · convex"].append(ev.first_answer_rank(q, service.ask(q.question, top_k=10)))
+        ranks["ours · learned"].append(ev.first_answer_rank(q, service.ask(q.question, top_k=10)))
+        ranks["ours · convex"].append(ev.first_answer_rank(q, convex_service.ask(q.question, top_k=10)))
         ranks["ours · rrf"].append(ev.first_answer_rank(q, rrf_service.ask(q.question, top_k=10)))
         qvec = service.embedder.encode_queries([normalize(q.question, lower=False)])[0].tolist()
         for name, ranker in (("milvus · rrf", RRFRanker(60)), ("milvus · weighted", WeightedRanker(0.5, 0.5))):

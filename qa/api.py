@@ -189,11 +189,10 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
                 "format_version": m.get("format_version"),
                 "counts": m.get("counts"),
                 "chunker": m.get("chunker"),
+                "ranker": _ranker_summary(m.get("ranker")),
             },
             settings={
                 "fusion": settings.fusion,
-                "dense_weight": settings.dense_weight,
-                "answerable_threshold": settings.answerable_threshold,
                 "candidates": settings.candidates,
             },
         )
@@ -201,6 +200,20 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     install_admin(app)
     _install_widget(app)
     return app
+
+
+def _ranker_summary(ranker: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What an operator checks: which fit ranks, its threshold and how it was fitted (not the weights)."""
+    if not ranker:
+        return None
+    fitted = ranker.get("fitted", {})
+    return {
+        "model": ranker.get("model"),
+        "threshold": ranker.get("threshold"),
+        "fitted_at": fitted.get("at"),
+        "questions": fitted.get("questions"),
+        "out_of_fold": {k: v for k, v in fitted.get("out_of_fold", {}).items() if k != "reliability"},
+    }
 
 
 def _install_widget(app: FastAPI) -> None:

@@ -23,14 +23,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from qa.chunking import Chunk, ChunkParams, chunk_document
+from qa.chunking import Chunk, ChunkParams, chunk_document, windows
 from qa.cleaning import clean
 from qa.config import Settings
 from qa.corpus import Document, load_corpus
 from qa.dense import FLAT, spec_of
 from qa.embedding import Embedder
+from qa.ranking import find_ranker
 from qa.snapshot import FORMAT_VERSION
-from qa.store import Backend, Store, open_backend
+from qa.store import Backend, Store, Windows, open_backend
 from qa.tokens import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -132,61 +133,82 @@ def _build(
     config = build_config(settings, embedder)
     hashes = {d.doc_id: d.sha256 for d in docs}
     old = _previous(backend)
+    ranker = ranker_record(settings, embedder)
     reusable = old is not None and not force and _same_config(old.manifest, config)
     if (
         reusable
         and old is not None
         and old.manifest.get("corpus") == hashes
         and spec_of(old.manifest) == backend.dense_spec(len(old))
+        and old.manifest.get("ranker") == ranker
     ):
         log.info("index %s is up to date: nothing to do", old.version)
         return BuildResult(old.version, False, len(docs), len(old), 0, 0, time.perf_counter() - started)
 
     params = ChunkParams(settings.chunk_size, settings.chunk_overlap, settings.chunk_max)
-    parts: list[tuple[list[Chunk], list[list[str]], np.ndarray | None]] = []
+    parts: list[tuple[list[Chunk], list[list[str]], np.ndarray | None, list[Windows] | None]] = []
     for i, doc in enumerate(tqdm(docs, desc="chunking", unit="doc", disable=not progress)):
         report("chunking", i, len(docs))
         record = old.document_record(doc.doc_id) if reusable and old is not None else None
         if record is not None and record.sha256 == doc.sha256:
-            parts.append((record.chunks, record.terms, record.vectors))
+            parts.append((record.chunks, record.terms, record.vectors, record.windows))
         else:
             chunks = chunk_document(doc.doc_id, clean(doc.text), params, tokenizer)
-            parts.append((chunks, [tokenizer.term_list(c.text) for c in chunks], None))
+            parts.append((chunks, [tokenizer.term_list(c.text) for c in chunks], None, None))
 
-    fresh = [c.text for chunks, _, vecs in parts if vecs is None for c in chunks]
-    log.info("embedding %d new chunks (%d reused)", len(fresh), sum(len(p[0]) for p in parts) - len(fresh))
-    fresh_vectors = _embed(embedder, fresh, report)
+    fresh = [c for chunks, _, vecs, _ in parts if vecs is None for c in chunks]
+    spans = [windows(c.text) for c in fresh]
+    texts = [c.text for c in fresh] + [c.text[a:b] for c, sp in zip(fresh, spans, strict=True) for a, b in sp]
+    log.info(
+        "embedding %d new chunks and %d sentence windows (%d chunks reused)",
+        len(fresh),
+        len(texts) - len(fresh),
+        sum(len(p[0]) for p in parts) - len(fresh),
+    )
+    embedded = _embed(embedder, texts, report, progress)
+    fresh_windows, pos = [], len(fresh)
+    for sp in spans:
+        fresh_windows.append(Windows(tuple(sp), embedded[pos : pos + len(sp)]))
+        pos += len(sp)
     all_chunks: list[Chunk] = []
     all_terms: list[list[str]] = []
+    all_windows: list[Windows] = []
     all_vectors = [np.zeros((0, embedder.identity.dim), np.float32)]
     used = 0
-    for chunks, terms, vecs in parts:
-        if vecs is None:
-            vecs, used = fresh_vectors[used : used + len(chunks)], used + len(chunks)
+    for chunks, terms, vecs, wins in parts:
+        if vecs is None or wins is None:
+            vecs, wins = embedded[used : used + len(chunks)], fresh_windows[used : used + len(chunks)]
+            used += len(chunks)
         all_chunks += chunks
         all_terms += terms
         all_vectors.append(vecs)
+        all_windows += wins
     vectors = np.concatenate(all_vectors)
 
     spec = backend.dense_spec(len(all_chunks))
-    version = _version(config, hashes, spec)
+    version = _version(config, hashes, spec, ranker)
     manifest = _manifest(config, version, docs, all_chunks, len(fresh))
     manifest["dense_index"] = spec
     manifest["store"] = backend.name
+    manifest["ranker"] = ranker
     report("writing snapshot", len(fresh), len(fresh))
-    backend.publish(manifest, docs, all_chunks, all_terms, vectors.astype(np.float32))
+    backend.publish(manifest, docs, all_chunks, all_terms, vectors.astype(np.float32), all_windows)
     removed = len(set(old.manifest.get("corpus", {})) - set(hashes)) if old is not None else 0
     seconds = time.perf_counter() - started
     log.info("built index %s: %d docs, %d chunks in %.1fs", version, len(docs), len(all_chunks), seconds)
     return BuildResult(version, True, len(docs), len(all_chunks), len(fresh), removed, seconds)
 
 
-def _embed(embedder: Embedder, texts: list[str], report: Progress) -> np.ndarray:
-    """Embed in slices so a rebuild job can say how far it got."""
+def _embed(embedder: Embedder, texts: list[str], report: Progress, progress: bool) -> np.ndarray:
+    """Embed in slices so a rebuild job can say how far it got (chunks, then their sentence windows)."""
     parts = [np.zeros((0, embedder.identity.dim), np.float32)]
-    for start in range(0, len(texts), EMBED_SLICE):
+    starts = range(0, len(texts), EMBED_SLICE)
+    bar = tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress or not texts)
+    for start in starts:
         report("embedding", start, len(texts))
-        parts.append(embedder.encode_passages(texts[start : start + EMBED_SLICE]))
+        parts.append(embedder.encode_passages(texts[start : start + EMBED_SLICE], progress=False))
+        bar.update(min(EMBED_SLICE, len(texts) - start))
+    bar.close()
     report("embedding", len(texts), len(texts))
     return np.concatenate(parts)
 
@@ -206,9 +228,27 @@ def _same_config(manifest: dict[str, Any], config: dict[str, Any]) -> bool:
     return all(manifest.get(k) == v for k, v in config.items())
 
 
-def _version(config: dict[str, Any], hashes: dict[str, str], spec: dict[str, Any]) -> str:
+def ranker_record(settings: Settings, embedder: Embedder) -> dict[str, Any] | None:
+    """The fitted ranker for this model, as the manifest records it (None: `qa calibrate` has not run)."""
+    ranker = find_ranker(settings.models_dir, embedder.identity.fingerprint, settings.ranker)
+    if ranker is None:
+        log.warning(
+            "no ranker fitted for model %s (%s): run `qa calibrate`; until then QA_FUSION=learned refuses questions",
+            embedder.identity.name,
+            embedder.identity.fingerprint,
+        )
+        return None
+    record: dict[str, Any] = json.loads(json.dumps(ranker.as_dict()))  # as a manifest reads back: lists, not tuples
+    return record
+
+
+def _version(
+    config: dict[str, Any], hashes: dict[str, str], spec: dict[str, Any], ranker: dict[str, Any] | None
+) -> str:
     # a flat index keeps the hash of earlier versions (no spec in it): same corpus, same version suffix
     parts: list[Any] = [hashes, config] if spec == FLAT else [hashes, config, spec]
+    if ranker is not None:
+        parts.append(ranker)
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{digest[:8]}"
 

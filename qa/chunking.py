@@ -65,6 +65,12 @@ def sentences(text: str) -> list[_Sentence]:
     return out
 
 
+def windows(text: str) -> list[tuple[int, int]]:
+    """The sentence spans of a chunk's text: embedded at build time, they score a chunk by its best
+    sentence and give the evidence sentence without an encode at request time."""
+    return [(s.start, s.end) for s in sentences(text)] or [(0, len(text))]
+
+
 def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
     while start < end and text[start].isspace():
         start += 1
@@ -91,7 +97,7 @@ def split_long(text: str, sent: _Sentence, limit: int, tokenizer: Tokenizer) -> 
         pieces.append((begin, cut))
         begin = cut
     pieces.append((begin, len(body)))
-    out = []
+    out: list[_Sentence] = []
     for a, b in pieces:
         span = _trim(text, sent.start + a, sent.start + b)
         if span:

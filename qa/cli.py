@@ -11,6 +11,7 @@ from pathlib import Path
 
 from qa.config import Settings
 from qa.errors import QAError
+from qa.evaluation import CMRC_TRIAL, QUESTION_FILES
 
 log = logging.getLogger("qa")
 
@@ -56,8 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     e = add("eval", cmd_eval, "evaluate retrieval quality")
     e.add_argument("--set", choices=["corpus", "cmrc", "all"], default="corpus")
     e.add_argument("--mode", choices=["bm25", "dense", "hybrid", "all"], default="all")
-    e.add_argument("--questions", default="tests/data/corpus_qa.jsonl")
-    e.add_argument("--cmrc", default="../shared/data/cmrc2018_trial.json")
+    e.add_argument("--split", choices=["dev", "test", "all"], default="test", help="report on (default: test)")
+    e.add_argument("--questions", nargs="+", default=list(QUESTION_FILES), help="question files (globs)")
+    e.add_argument("--cmrc", default=CMRC_TRIAL)
+    c = add("calibrate", cmd_calibrate, "fit the ranker and the confidence on the dev split")
+    c.add_argument("--questions", nargs="+", default=list(QUESTION_FILES), help="question files (globs)")
+    c.add_argument("--cmrc", default=CMRC_TRIAL)
+    c.add_argument("--precision", type=float, default=None, help="of answerable=true on dev (default 0.925)")
+    c.add_argument("--out", help="where to write the fit (default: <model cache>/ranker-<fingerprint>.json)")
+    c.add_argument("--packaged", action="store_true", help="write it into qa/data, shipped with the code")
     add("serve", cmd_serve, "build the index if needed, then serve HTTP")
     return p
 
@@ -130,15 +138,54 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     service = _service(settings)
     modes = ev.MODES if args.mode == "all" else (args.mode,)
+    corpus_qs = ev.in_split(ev.load_question_files(args.questions), args.split)
     rows = []
+    cmrc_qs: list[ev.Question] = []
+    if args.set in ("cmrc", "all"):
+        cmrc, all_cmrc = ev.cmrc_service(service, Path(args.cmrc))
+        cmrc_qs = ev.in_split(all_cmrc, args.split)
     if args.set in ("corpus", "all"):
         service.build(progress=False)
-        questions = ev.load_questions(Path(args.questions))
-        rows += ev.run_set(service, questions, modes, ev.first_answer_rank, "corpus")
-    if args.set in ("cmrc", "all"):
-        cmrc, questions = ev.cmrc_service(service, Path(args.cmrc))
-        rows += ev.run_set(cmrc, questions, modes, ev.first_doc_rank, "cmrc")
+        rows += ev.run_set(service, corpus_qs, modes, ev.first_answer_rank, f"corpus {args.split}")
+        if cmrc_qs:  # CMRC's questions against our corpus: all out of domain
+            rows += ev.run_set(service, ev.as_out_of_domain(cmrc_qs), ("hybrid",), ev.first_answer_rank, "cmrc→corpus")
+    if cmrc_qs:
+        rows += ev.run_set(cmrc, cmrc_qs, modes, ev.first_doc_rank, f"cmrc {args.split}")
+        rows += ev.run_set(cmrc, ev.as_out_of_domain(corpus_qs), ("hybrid",), ev.first_doc_rank, "corpus→cmrc")
     print(ev.markdown(rows))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    from qa import calibration as cal
+    from qa import evaluation as ev
+    from qa.ranking import file_name, packaged
+
+    service = _service(settings)
+    service.build(progress=False)
+    corpus_qs = ev.in_split(ev.load_question_files(args.questions), "dev")
+    cmrc, all_cmrc = ev.cmrc_service(service, Path(args.cmrc))
+    cmrc_qs = ev.in_split(all_cmrc, "dev")
+    examples = [
+        *cal.collect(service, corpus_qs, cal.answer_in, "corpus"),
+        *cal.collect(service, ev.as_out_of_domain(cmrc_qs), cal.never, "cmrc→corpus"),
+        *cal.collect(cmrc, cmrc_qs, cal.own_paragraph, "cmrc"),
+        *cal.collect(cmrc, ev.as_out_of_domain(corpus_qs), cal.never, "corpus→cmrc"),
+    ]
+    fingerprint = service.embedder.identity.fingerprint
+    ranker = cal.fit(examples, fingerprint, args.precision or cal.PRECISION)
+    if args.packaged:
+        out = packaged(fingerprint)
+    else:
+        out = Path(args.out) if args.out else settings.models_dir / file_name(fingerprint)
+    ranker.save(out)
+    oof = ranker.fitted["out_of_fold"]
+    print(f"fitted on {ranker.fitted['questions']} (dev split), threshold {ranker.threshold}")
+    print(f"out of fold: ROC AUC {oof['roc_auc']}, ECE {oof['ece']}")
+    print("| confidence | n | predicted | observed |\n|---|---|---|---|")
+    for r in oof["reliability"]:
+        print(f"| {r['bin']} | {r['n']} | {r['predicted']} | {r['observed']} |")
+    print(f"written to {out}; `qa build` (or a running server's next rebuild) puts it into the index")
     return 0
 
 

@@ -50,8 +50,10 @@ class Settings:
     hnsw_ef_search: int = 128
     ivf_nprobe: int = 32
     # Retrieval
-    candidates: int = 50  # per retriever, before fusion
-    fusion: str = "convex"  # "convex" (calibrated scores) or "rrf"
+    candidates: int = 50  # per retriever, before ranking
+    fusion: str = "learned"  # "learned" (the fitted ranker, qa/ranking.py); "convex" / "rrf": 0.3.0's, to compare
+    ranker: Path | None = None  # a fitted ranker file; default: <model cache>/ranker-<fp>.json, else the shipped one
+    # Only for QA_FUSION=convex|rrf (0.3.0's hand-set constants, kept as the evaluation's "before")
     dense_weight: float = 0.5
     rrf_k: int = 60
     dense_floor: float = 0.76  # cosine mapped to 0 in the calibrated score
@@ -101,7 +103,7 @@ class Settings:
             (self.chunk_size > 0, "QA_CHUNK_SIZE", self.chunk_size),
             (0 <= self.chunk_overlap < self.chunk_size, "QA_CHUNK_OVERLAP", self.chunk_overlap),
             (self.chunk_max >= self.chunk_size, "QA_CHUNK_MAX", self.chunk_max),
-            (self.fusion in ("convex", "rrf"), "QA_FUSION", self.fusion),
+            (self.fusion in ("learned", "convex", "rrf"), "QA_FUSION", self.fusion),
             (0.0 <= self.dense_weight <= 1.0, "QA_DENSE_WEIGHT", self.dense_weight),
             (self.dense_ceiling > self.dense_floor, "QA_DENSE_CEILING", self.dense_ceiling),
             (1 <= self.port <= 65535, "QA_PORT", self.port),
@@ -159,7 +161,7 @@ def _parse(key: str, raw: str, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
-        if isinstance(default, Path) or key in ("QA_MODEL_CACHE",):
+        if isinstance(default, Path) or key in ("QA_MODEL_CACHE", "QA_RANKER"):
             return Path(raw)
         if isinstance(default, tuple):
             return tuple(part.strip() for part in raw.split(",") if part.strip())

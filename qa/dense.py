@@ -52,6 +52,7 @@ def ivf_lists(n: int) -> int:
 def build_dense(vectors: np.ndarray, dim: int, spec: dict[str, Any]) -> Any:
     import faiss
 
+    index: Any
     if spec["type"] == "hnsw":
         index = faiss.IndexHNSWFlat(dim, spec["m"], faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = spec["ef_construction"]

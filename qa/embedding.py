@@ -65,7 +65,7 @@ class Embedder:
         self.identity = ModelIdentity(
             name=name,
             fingerprint=fingerprint,
-            dim=int(self.model.get_embedding_dimension()),
+            dim=int(self.model.get_embedding_dimension() or 0),
             query_prompt=query_prompt,
             passage_prompt=passage_prompt,
             max_seq_length=int(self.model.max_seq_length or MAX_SEQ_LENGTH),
@@ -75,10 +75,10 @@ class Embedder:
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, self.identity.query_prompt)
 
-    def encode_passages(self, texts: list[str]) -> np.ndarray:
-        return self._encode(texts, self.identity.passage_prompt)
+    def encode_passages(self, texts: list[str], progress: bool | None = None) -> np.ndarray:
+        return self._encode(texts, self.identity.passage_prompt, progress)
 
-    def _encode(self, texts: list[str], prompt: str) -> np.ndarray:
+    def _encode(self, texts: list[str], prompt: str, progress: bool | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.identity.dim), dtype=np.float32)
         vectors = self.model.encode(
@@ -87,7 +87,7 @@ class Embedder:
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
-            show_progress_bar=len(texts) >= PROGRESS_MIN,
+            show_progress_bar=len(texts) >= PROGRESS_MIN if progress is None else progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 

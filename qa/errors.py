@@ -43,6 +43,13 @@ class StoreUnavailableError(QAError):
     status = 503
 
 
+class RankerMissingError(QAError):
+    """No ranker was fitted for this embedding model (`qa calibrate` fits one); seen at start-up and build."""
+
+    code = "ranker_missing"
+    status = 503
+
+
 class IndexFormatError(QAError):
     """The index on disk has another format version; rebuild it."""
 

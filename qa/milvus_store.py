@@ -1,11 +1,12 @@
 """The Milvus store: every index version is a set of collections, and an alias names the serving one.
 
-One version = three collections `<prefix>_<kind>_<version>`:
+One version = four collections `<prefix>_<kind>_<version>`:
   chunks: row (pk), doc_id (INVERTED index, for the doc_ids filter), chunk_id, ordinal, start, end,
           text (jieba analyzer → Milvus' BM25 function → `sparse`), vector (COSINE), terms (our jieba
           terms, space-joined), dl (term count), cjk (share of CJK letters)
   terms:  term (pk) → df, the document frequency over the whole version
   meta:   key (pk) → value: the manifest, the document list and the raw document texts, in parts
+  windows: id (pk), chunk_row (INVERTED index), start, end, vector: the sentence windows of every chunk
 
 A build fills new collections, flushes them, then moves the alias `<prefix>_chunks` (Milvus' atomic
 switch): a half-filled collection never serves, and a failed build leaves the previous version serving.
@@ -48,13 +49,13 @@ from qa.corpus import Document
 from qa.dense import ivf_lists
 from qa.errors import IndexFormatError, IndexNotFoundError, StoreUnavailableError
 from qa.lexical import K1, B, lucene_idf
-from qa.store import DocumentInfo, DocumentRecord, Scope, require_document, require_documents
+from qa.store import DocumentInfo, DocumentRecord, Scope, Windows, require_document, require_documents
 from qa.tokens import cjk_share
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # of the collection layout; a change needs a rebuild
-KINDS = ("chunks", "terms", "meta")
+FORMAT_VERSION = 2  # of the collection layout; a change needs a rebuild (2: the windows collection)
+KINDS = ("chunks", "terms", "meta", "windows")
 KEEP_VERSIONS = 3  # the serving one and two before it (requests may still hold them)
 DUMMY = [0.0, 1.0]  # Milvus needs a vector field in every collection: terms and meta carry this one
 PART_CHARS = 16_000  # a VARCHAR holds ≤ 65,535 bytes: 16k characters of up to 4 bytes each
@@ -223,11 +224,12 @@ class MilvusBackend:
         chunks: list[Chunk],
         terms: list[list[str]],
         vectors: np.ndarray,
+        windows: list[Windows],
     ) -> None:
         self._drop_unfinished()
         version = manifest["version"]
         try:
-            write_version(self.client, self.prefix, manifest, docs, chunks, terms, vectors)
+            write_version(self.client, self.prefix, manifest, docs, chunks, terms, vectors, windows)
         except BaseException:
             self._drop(version)  # never leave a half-written version behind (the alias has not moved)
             raise
@@ -280,6 +282,7 @@ def write_version(
     chunks: list[Chunk],
     terms: list[list[str]],
     vectors: np.ndarray,
+    windows: list[Windows],
 ) -> None:
     """Create and fill the collections of one version, flushed; does not make it serving."""
     from pymilvus import DataType, Function, FunctionType
@@ -335,6 +338,7 @@ def write_version(
             ],
         )
     client.flush(names["chunks"])  # unflushed data searches ~100x slower in Lite
+    _write_windows(client, names["windows"], dim, windows)
 
     df: dict[str, int] = {}
     for t in terms:
@@ -373,6 +377,31 @@ def write_version(
     for start in range(0, len(rows), 100):
         client.insert(names["meta"], rows[start : start + 100])
     client.flush(names["meta"])
+
+
+def _write_windows(client: Any, name: str, dim: int, windows: list[Windows]) -> None:
+    from pymilvus import DataType
+
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.INT64, is_primary=True)
+    schema.add_field("chunk_row", DataType.INT64)
+    schema.add_field("start", DataType.INT64)
+    schema.add_field("end", DataType.INT64)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    index = client.prepare_index_params()
+    index.add_index("vector", index_type="FLAT", metric_type="COSINE")  # read by chunk_row, never searched
+    index.add_index("chunk_row", index_type="INVERTED")
+    client.create_collection(name, schema=schema, index_params=index)
+    rows = [
+        {"id": 0, "chunk_row": row, "start": a, "end": b, "vector": w.vectors[j].tolist()}
+        for row, w in enumerate(windows)
+        for j, (a, b) in enumerate(w.spans)
+    ]
+    for i, r in enumerate(rows):
+        r["id"] = i
+    for start in range(0, len(rows), INSERT_BATCH):
+        client.insert(name, rows[start : start + INSERT_BATCH])
+    client.flush(name)
 
 
 def _kv_collection(client: Any, name: str, value_type: Any, value: str) -> None:
@@ -438,6 +467,8 @@ class MilvusSnapshot:
         _, _, self._search_params = _index_params(self.manifest["dense_index"])
         self._df: dict[str, int] = {}
         self._rows: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._windows: OrderedDict[int, Windows] = OrderedDict()
+        self._dim = int(self.manifest["model"]["dim"])
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -482,6 +513,29 @@ class MilvusSnapshot:
 
     def cjk_of(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray([r["cjk"] for r in self._fetch(rows)], dtype=np.float32)
+
+    def windows_of(self, rows: np.ndarray) -> list[Windows]:
+        """One query for every window of these rows; cached like the rows (they never change)."""
+        wanted = [int(r) for r in rows]
+        with self._lock:
+            missing = [r for r in dict.fromkeys(wanted) if r not in self._windows]
+        if missing:
+            got: dict[int, list[dict[str, Any]]] = {r: [] for r in missing}
+            for rec in self.client.query(
+                self.names["windows"],
+                filter=f"chunk_row in {missing}",
+                output_fields=["chunk_row", "start", "end", "vector"],
+            ):
+                got[int(rec["chunk_row"])].append(rec)
+            with self._lock:
+                for r, recs in got.items():
+                    recs.sort(key=lambda x: int(x["start"]))
+                    vecs = np.asarray([x["vector"] for x in recs], dtype=np.float32).reshape(len(recs), self._dim)
+                    self._windows[r] = Windows(tuple((int(x["start"]), int(x["end"])) for x in recs), vecs)
+                    while len(self._windows) > ROW_CACHE:
+                        self._windows.popitem(last=False)
+        with self._lock:
+            return [self._windows[r] for r in wanted]
 
     # --- dense -------------------------------------------------------------------------------------
     def dense_search(self, query: np.ndarray, k: int, scope: Scope | None) -> tuple[np.ndarray, np.ndarray]:
@@ -595,4 +649,5 @@ class MilvusSnapshot:
             chunks=[Chunk(r["doc_id"], r["chunk_id"], r["ordinal"], r["start"], r["end"], r["text"]) for r in got],
             terms=[r["terms"].split(" ") if r["terms"] else [] for r in got],
             vectors=np.asarray([r["vector"] for r in got], dtype=np.float32).reshape(len(got), dim),
+            windows=self.windows_of(np.asarray([int(r["row"]) for r in got], dtype=np.int64)),
         )

@@ -1,19 +1,19 @@
-"""Hybrid retrieval: dense (FAISS) and BM25 candidates, fused, deduplicated, annotated.
+"""Hybrid retrieval: dense (FAISS) and BM25 candidates, ranked by the learned ranker, deduplicated, annotated.
 
-Fusion (default "convex"): score = w·dense + (1-w)·bm25, where dense is the
-cosine mapped linearly from [dense_floor, dense_ceiling] to [0, 1] and bm25 is
-the chunk's BM25 over the best it could reach for this query (the sum of the
-query terms' IDFs). Both parts are in [0, 1] and mean the same for every query,
-so the score is comparable across queries and `answerable` is a threshold on
-it. The BM25 part already shrinks with the share of the query it matched: an
-English question over Chinese text gets ~0 from BM25 and is ranked by dense.
-"rrf" (reciprocal rank fusion) is kept for the evaluation's comparison.
+Default (`QA_FUSION=learned`): every candidate gets the features of `qa.ranking` — cosine with the chunk
+and with its best sentence window (window vectors come from the index: the only encode per request is
+the question's), BM25 share, IDF coverage, ranks, the language gap — and the fitted logistic model ranks
+by P(passage answers). `confidence` is the fitted P(a top-5 passage answers), `answerable` its threshold.
+"convex" (the fixed-constant fusion of 0.3.0, with its language credit) and "rrf" remain for comparison
+in the evaluation; they ignore the ranker.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -21,11 +21,13 @@ import numpy as np
 from qa.chunking import Chunk, sentences
 from qa.config import Settings
 from qa.embedding import Embedder
-from qa.store import Scope, Store
+from qa.errors import RankerMissingError
+from qa.lexical import lucene_idf
+from qa.ranking import PASSAGE_FEATURES, Ranker, question_features, rank_feature
+from qa.store import Scope, Store, Windows
 from qa.tokens import Tokenizer, cjk_share, normalize
 
 Mode = Literal["hybrid", "dense", "bm25"]
-DENSE_EVIDENCE_HITS = 1  # top ranks whose evidence may be chosen by embedding sentences (an encode: ~80 ms)
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,23 @@ class Answer:
 
 
 @dataclass
-class _Candidates:
+class Candidates:
+    """Every candidate of one question, with what ranking and annotation need."""
+
     rows: np.ndarray
-    dense: np.ndarray  # calibrated [0, 1]
+    texts: list[str]  # normalised passage texts (matching, coverage, highlights)
+    windows: list[Windows]
+    window_cosine: list[np.ndarray]  # per candidate: the question's cosine with each window
+    features: np.ndarray  # (len(rows), len(PASSAGE_FEATURES))
     lexical: np.ndarray  # fraction of the query's best BM25, [0, 1]
     cosine: np.ndarray  # raw question–passage cosine
-    adjusted: np.ndarray  # cosine plus the cross-language credit: what dense ranks by
     dense_rank: dict[int, int]
     bm25_rank: dict[int, int]
+    signals: np.ndarray  # per question, QUESTION_SIGNALS
+    legacy_dense: np.ndarray  # "convex" only: 0.3.0's calibrated dense part (language credit included)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.features[:, PASSAGE_FEATURES.index(name)]
 
 
 class Retriever:
@@ -70,6 +81,25 @@ class Retriever:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self.settings = settings
+        self._rankers: dict[str, Ranker | None] = {}
+
+    def ranker(self, store: Store) -> Ranker | None:
+        """The ranker recorded in this index version's manifest (parsed once per version)."""
+        if store.version not in self._rankers:
+            raw = store.manifest.get("ranker")
+            self._rankers[store.version] = Ranker.from_dict(raw) if raw else None
+        return self._rankers[store.version]
+
+    def require_ranker(self, store: Store) -> Ranker:
+        ranker = self.ranker(store)
+        if ranker is None:
+            model = store.manifest.get("model", {})
+            raise RankerMissingError(
+                f"index {store.version} has no ranker for model {model.get('name')!r} "
+                f"(fingerprint {model.get('fingerprint')}): run `qa calibrate` (fits it on the development "
+                "questions, a few minutes), then `qa build`"
+            )
+        return ranker
 
     def ask(
         self,
@@ -81,32 +111,48 @@ class Retriever:
     ) -> Answer:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        learned = self.settings.fusion == "learned"
+        ranker = self.require_ranker(store) if learned else None
         scope = store.scope(doc_ids) if doc_ids else None
         qvec = self.embedder.encode_queries([normalize(question, lower=False)])[0]
         timings["encode"] = _ms(t0)
         terms = list(dict.fromkeys(self.tokenizer.term_list(question)))
-        cands = self._candidates(store, question, qvec, terms, scope, timings)
+        cands = self.candidates(store, question, qvec, terms, scope, timings)
         t = time.perf_counter()
-        convex = self._convex(cands)
-        order = self._order(cands, convex, mode)
+        if ranker is not None:
+            logits = ranker.relevance.logit(cands.features) if len(cands.rows) else np.zeros(0)
+            fused = ranker.passage.probability(logits[:, None]) if len(logits) else np.zeros(0)
+        else:
+            w = self.settings.dense_weight
+            fused = w * cands.legacy_dense + (1 - w) * cands.lexical
+        order = self._order(cands, fused, mode)
         picked = _dedupe_overlaps([int(i) for i in order], cands.rows, store, top_k)
         timings["fusion"] = _ms(t)
         t = time.perf_counter()
-        hits = self._annotate(store, qvec, terms, cands, picked, convex, mode)
+        hits = self._annotate(store, terms, cands, picked, fused, mode)
         timings["annotate"] = _ms(t)
-        confidence = float(convex.max()) if len(convex) else 0.0
-        answerable = bool(hits) and confidence >= self.settings.answerable_threshold
+        if ranker is not None:
+            best_first = np.argsort(-logits, kind="stable")
+            q = question_features(logits, best_first, cands.features, cands.signals)
+            confidence = float(ranker.confidence.probability(q[None, :])[0])
+            threshold = ranker.threshold
+        else:
+            confidence = float(fused.max()) if len(fused) else 0.0
+            threshold = self.settings.answerable_threshold
+        answerable = bool(hits) and _has_content(question) and confidence >= threshold
         return Answer(question, answerable, confidence, hits, store.version, _ms(t0), timings)
 
-    def _candidates(
+    def candidates(
         self,
         store: Store,
         question: str,
         qvec: np.ndarray,
         terms: list[str],
         scope: Scope | None,
-        timings: dict[str, float],
-    ) -> _Candidates:
+        timings: dict[str, float] | None = None,
+    ) -> Candidates:
+        """Dense top-k ∪ BM25 top-k, with every ranking feature (also what `qa calibrate` fits on)."""
+        timings = {} if timings is None else timings
         k = self.settings.candidates
         t = time.perf_counter()
         d_rows, _ = store.dense_search(qvec, k, scope)
@@ -115,45 +161,83 @@ class Retriever:
         b_rows, _ = store.lexical_search(terms, k, scope)
         timings["bm25"] = _ms(t)
         union = np.asarray(list(dict.fromkeys([*d_rows.tolist(), *b_rows.tolist()])), dtype=np.int64)
-        cosine = store.dense_scores(qvec, union) if len(union) else np.zeros(0, np.float32)
-        s = self.settings
-        # Multilingual embeddings score same-language pairs higher: an English question lands on
-        # English text first whatever it says. Credit the language gap back (size set by the eval).
-        adjusted = cosine + s.language_gap * np.abs(cjk_share(question) - store.cjk_of(union))
-        dense = np.clip((adjusted - s.dense_floor) / (s.dense_ceiling - s.dense_floor), 0.0, 1.0)
+        n = len(union)
+        cosine = store.dense_scores(qvec, union).astype(np.float64) if n else np.zeros(0)
         best = store.lexical_max(terms)
-        raw = store.lexical_scores_of(terms, union) if len(union) else np.zeros(0)
-        lexical = np.clip(raw / best, 0.0, 1.0) if best > 0 else np.zeros(len(union))
-        return _Candidates(
+        raw = store.lexical_scores_of(terms, union) if n else np.zeros(0)
+        lexical = np.clip(raw / best, 0.0, 1.0) if best > 0 else np.zeros(n)
+        texts = [_normalized(store.chunk(int(r)).text) for r in union]
+        wins = store.windows_of(union) if n else []
+        wcos = [w.vectors @ qvec for w in wins]
+        window = np.asarray([float(c.max()) if len(c) else -1.0 for c in wcos])
+        top2 = np.asarray([float(np.sort(c)[-2:].mean()) if len(c) else -1.0 for c in wcos])
+        idf = [store.idf(t) for t in terms]
+        total = sum(idf)
+        coverage = np.asarray([sum(w for t, w in zip(terms, idf, strict=True) if t in x) for x in texts])
+        coverage = coverage / total if total > 0 else np.zeros(n)
+        unknown = lucene_idf(0, len(store))  # the IDF of a term no chunk has
+        known = sum(w for w in idf if w < unknown) / total if total > 0 else 0.0
+        numbers = set(_NUMBER.findall(normalize(question)))
+        signals = np.asarray([known, 1.0 - cjk_share(question), float(bool(numbers)), np.log1p(len(terms))])
+        cross = np.abs(cjk_share(question) - store.cjk_of(union)) if n else np.zeros(0)
+        dense_rank = {int(r): i + 1 for i, r in enumerate(d_rows)}
+        bm25_rank = {int(r): i + 1 for i, r in enumerate(b_rows)}
+        rows = union.tolist()
+        features = np.column_stack(
+            [
+                cosine,
+                cosine - (cosine.max() if n else 0.0),
+                window,
+                window - (window.max() if n else 0.0),
+                top2,
+                lexical,
+                coverage,
+                cross,
+                cosine * cross,
+                [rank_feature(dense_rank.get(r)) for r in rows],
+                [rank_feature(bm25_rank.get(r)) for r in rows],
+                np.log([max(1, len(x)) for x in texts]),
+                _standardised(cosine),
+                _standardised(window),
+                _standardised(lexical),
+                _bigram_share(normalize(question), texts),
+                [sum(x in t for x in numbers) / len(numbers) if numbers else 1.0 for t in texts],
+            ]
+        ).reshape(n, len(PASSAGE_FEATURES))
+        s = self.settings
+        # 0.3.0's fixed-constant dense part, for QA_FUSION=convex comparisons only
+        adjusted = cosine + s.language_gap * cross
+        legacy = np.clip((adjusted - s.dense_floor) / (s.dense_ceiling - s.dense_floor), 0.0, 1.0)
+        return Candidates(
             rows=union,
-            dense=dense,
+            texts=texts,
+            windows=wins,
+            window_cosine=wcos,
+            features=features,
             lexical=lexical,
             cosine=cosine,
-            adjusted=adjusted,
-            dense_rank={int(r): i + 1 for i, r in enumerate(d_rows)},
-            bm25_rank={int(r): i + 1 for i, r in enumerate(b_rows)},
+            dense_rank=dense_rank,
+            bm25_rank=bm25_rank,
+            signals=signals,
+            legacy_dense=legacy,
         )
 
-    def _convex(self, c: _Candidates) -> np.ndarray:
-        w = self.settings.dense_weight
-        return w * c.dense + (1 - w) * c.lexical
-
-    def _order(self, c: _Candidates, convex: np.ndarray, mode: Mode) -> np.ndarray:
+    def _order(self, c: Candidates, fused: np.ndarray, mode: Mode) -> np.ndarray:
         """Candidate indices best first, with the score each mode ranks by."""
         if mode == "dense":
-            key = c.adjusted
+            key = c.cosine
         elif mode == "bm25":
             key = c.lexical
         elif self.settings.fusion == "rrf":
             key = self._rrf(c)
         else:
-            key = convex
+            key = fused
         if mode == "bm25":  # BM25 alone only returns chunks that share a term with the question
             idx = np.flatnonzero(key > 0)
             return idx[np.argsort(-key[idx], kind="stable")]
         return np.argsort(-key, kind="stable")
 
-    def _rrf(self, c: _Candidates) -> np.ndarray:
+    def _rrf(self, c: Candidates) -> np.ndarray:
         k, w = self.settings.rrf_k, self.settings.dense_weight
         out = np.zeros(len(c.rows))
         for i, row in enumerate(c.rows.tolist()):
@@ -166,59 +250,71 @@ class Retriever:
     def _annotate(
         self,
         store: Store,
-        qvec: np.ndarray,
         terms: list[str],
-        c: _Candidates,
+        c: Candidates,
         picked: list[int],
-        convex: np.ndarray,
+        fused: np.ndarray,
         mode: Mode,
     ) -> list[Hit]:
         shown = [t for t in terms if len(t) >= 2 or t.isascii()]
         idf = {t: store.idf(t) for t in shown}
         hits = []
-        fallback: list[int] = []
         for rank, i in enumerate(picked, start=1):
             row = int(c.rows[i])
             chunk = store.chunk(row)
-            norm = normalize(chunk.text)
+            norm = c.texts[i]
             spans, matched = _term_spans(norm, shown)
             evidence = _best_sentence(chunk.text, norm, spans, matched, idf)
-            score = {"dense": c.dense[i], "bm25": c.lexical[i]}.get(mode, convex[i])
-            hit = Hit(
-                rank=rank,
-                score=round(float(score), 4),
-                chunk=chunk,
-                title=store.document(chunk.doc_id).title,
-                dense_score=round(float(c.cosine[i]), 4),
-                bm25_score=round(float(c.lexical[i]), 4),
-                dense_rank=c.dense_rank.get(row),
-                bm25_rank=c.bm25_rank.get(row),
-                highlights=_merge(spans),
-                evidence=evidence,
-                matched_terms=matched,
+            if evidence is None and len(c.window_cosine[i]):
+                # no question term occurs (e.g. an English question): the window nearest in meaning
+                evidence = c.windows[i].spans[int(np.argmax(c.window_cosine[i]))]
+            score = {"dense": c.cosine[i], "bm25": c.lexical[i]}.get(mode, fused[i])
+            hits.append(
+                Hit(
+                    rank=rank,
+                    score=round(float(score), 4),
+                    chunk=chunk,
+                    title=store.document(chunk.doc_id).title,
+                    dense_score=round(float(c.cosine[i]), 4),
+                    bm25_score=round(float(c.lexical[i]), 4),
+                    dense_rank=c.dense_rank.get(row),
+                    bm25_rank=c.bm25_rank.get(row),
+                    highlights=_merge(spans),
+                    evidence=evidence,
+                    matched_terms=matched,
+                )
             )
-            hits.append(hit)
-            if evidence is None and rank <= DENSE_EVIDENCE_HITS:
-                fallback.append(rank - 1)
-        if fallback:
-            hits = self._dense_evidence(qvec, hits, fallback)
         return hits
 
-    def _dense_evidence(self, qvec: np.ndarray, hits: list[Hit], which: list[int]) -> list[Hit]:
-        """When no question term occurs (e.g. an English question), pick the sentence nearest in meaning."""
-        spans = {i: [(s.start, s.end) for s in sentences(hits[i].chunk.text)] for i in which}
-        texts = [hits[i].chunk.text[a:b] for i in which for a, b in spans[i]]
-        if not texts:
-            return hits
-        sims = self.embedder.encode_passages(texts) @ qvec
-        out, pos = list(hits), 0
-        for i in which:
-            n = len(spans[i])
-            if n:
-                best = spans[i][int(np.argmax(sims[pos : pos + n]))]
-                out[i] = replace(hits[i], evidence=best)
-            pos += n
-        return out
+
+@lru_cache(maxsize=16384)
+def _normalized(text: str) -> str:
+    """Passage texts recur across questions: normalise each once (~35 µs a chunk, ~70 candidates a question)."""
+    return normalize(text)
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-6) if len(x) else x
+
+
+def _bigram_share(question: str, texts: list[str]) -> np.ndarray:
+    """Character bigrams of the question's CJK runs found in each passage, weighted by how rare each is
+    among the candidates: robust to jieba cutting a word differently and to one mistyped character."""
+    grams = {question[i : i + 2] for i in range(len(question) - 1) if cjk_share(question[i : i + 2]) == 1.0}
+    if not grams or not texts:
+        return np.zeros(len(texts))
+    present = np.asarray([[g in t for g in grams] for t in texts], dtype=np.float64)
+    weight = np.log1p(len(texts) / (1.0 + present.sum(axis=0)))
+    out: np.ndarray = present @ weight / weight.sum()
+    return out
+
+
+def _has_content(question: str) -> bool:
+    """An ideograph or two letters: "😀", "x" or zero-width characters answer nothing."""
+    return cjk_share(question) > 0 or sum(ch.isalpha() for ch in question) >= 2
 
 
 def _ms(start: float) -> float:

@@ -56,7 +56,7 @@ class AskRequest(BaseModel):
 
 class Passage(BaseModel):
     rank: int
-    score: float = Field(description="Fused relevance in [0, 1], comparable across questions.")
+    score: float = Field(description="P(this passage answers the question), from the fitted ranker.")
     doc_id: str
     title: str
     chunk_id: str
@@ -75,7 +75,10 @@ class Passage(BaseModel):
 class AskResponse(BaseModel):
     question: str
     answerable: bool
-    confidence: float = Field(description="Top fused score; `answerable` is confidence >= the threshold.")
+    confidence: float = Field(
+        description="P(one of the top 5 passages answers the question), calibrated on the dev questions; "
+        "`answerable` is confidence >= the fitted threshold."
+    )
     passages: list[Passage]
     index_version: str
     took_ms: float

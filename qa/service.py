@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import Literal
 
-from qa.build import BuildResult, Progress, build_config, build_index
+from qa.build import BuildResult, Progress, build_config, build_index, ranker_record
 from qa.config import Settings
 from qa.corpus import load_corpus
 from qa.dense import spec_of
@@ -67,6 +67,8 @@ class Service:
         chunks = int(manifest.get("counts", {}).get("chunks", 0))
         if spec_of(manifest) != self.backend.dense_spec(chunks):
             return "config"  # the dense index type or its parameters changed: re-index (the vectors are reused)
+        if manifest.get("ranker") != ranker_record(self.settings, self.embedder):
+            return "config"  # a new fit (`qa calibrate`): a new version with the same chunks and vectors
         hashes = {d.doc_id: d.sha256 for d in load_corpus(self.settings.corpus_dir)}
         return "current" if manifest.get("corpus") == hashes else "corpus"
 

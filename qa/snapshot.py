@@ -2,7 +2,8 @@
 
 index/
   CURRENT                   name of the serving snapshot (switched with os.replace)
-  snapshots/<version>/      manifest.json, meta.sqlite, vectors.npy, dense.faiss, bm25/
+  snapshots/<version>/      manifest.json, meta.sqlite, vectors.npy, dense.faiss, bm25/,
+                            windows.npy (sentence vectors), window_spans.npy, window_rows.npy
   models/                   converted embedding model cache
 A snapshot is written under a temporary name and renamed into place before the
 pointer moves, so a crash at any point leaves the previous snapshot serving.
@@ -30,12 +31,12 @@ from qa.corpus import Document
 from qa.dense import build_dense, configure, dense_spec, spec_of
 from qa.errors import IndexFormatError, IndexNotFoundError
 from qa.lexical import Lexical
-from qa.store import DocumentInfo, DocumentRecord, Scope, require_document, require_documents
+from qa.store import DocumentInfo, DocumentRecord, Scope, Windows, require_document, require_documents
 from qa.tokens import cjk_share
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sentence windows (windows.npy, window_spans.npy, window_rows.npy)
 POINTER = "CURRENT"
 SNAPSHOTS = "snapshots"
 KEEP_SNAPSHOTS = 3  # the serving one and two before it (requests may still hold them)
@@ -135,6 +136,7 @@ def write_snapshot(
     chunks: list[Chunk],
     terms: list[list[str]],
     vectors: np.ndarray,
+    windows: list[Windows],
 ) -> None:
     import faiss
 
@@ -169,6 +171,11 @@ def write_snapshot(
         )
         db.commit()
     np.save(out / "vectors.npy", vectors)
+    dim = int(manifest["model"]["dim"])
+    np.save(out / "windows.npy", np.concatenate([np.zeros((0, dim), np.float32)] + [w.vectors for w in windows]))
+    np.save(out / "window_spans.npy", np.asarray([s for w in windows for s in w.spans], np.int32).reshape(-1, 2))
+    # window_rows[i]:window_rows[i + 1] are chunk row i's windows
+    np.save(out / "window_rows.npy", np.cumsum([0] + [len(w.spans) for w in windows]).astype(np.int64))
     index = build_dense(vectors, int(manifest["model"]["dim"]), spec_of(manifest))
     faiss.write_index(index, str(out / "dense.faiss"))
     Lexical.build(terms).save(out / "bm25")
@@ -195,6 +202,9 @@ class FaissSnapshot:
         for row, c in enumerate(self._chunks):
             self._doc_rows.setdefault(c.doc_id, []).append(row)
         self.vectors = np.load(path / "vectors.npy")
+        self._windows = np.load(path / "windows.npy")
+        self._window_spans = np.load(path / "window_spans.npy")
+        self._window_rows = np.load(path / "window_rows.npy")
         self.cjk_share = np.asarray([cjk_share(c.text) for c in self._chunks], dtype=np.float32)
         self._index = faiss.read_index(str(path / "dense.faiss"))
         self.dense_index: dict[str, Any] = spec_of(self.manifest)
@@ -282,6 +292,14 @@ class FaissSnapshot:
     def cjk_of(self, rows: np.ndarray) -> np.ndarray:
         return self.cjk_share[rows]
 
+    def windows_of(self, rows: np.ndarray) -> list[Windows]:
+        out = []
+        for r in rows.tolist():
+            a, b = int(self._window_rows[r]), int(self._window_rows[r + 1])
+            spans = tuple((int(s), int(e)) for s, e in self._window_spans[a:b])
+            out.append(Windows(spans, self._windows[a:b]))
+        return out
+
     def lexical_max(self, terms: list[str]) -> float:
         return self.lexical.max_score(terms)
 
@@ -312,6 +330,7 @@ class FaissSnapshot:
             chunks=[self._chunks[r] for r in rows],
             terms=[self._terms[r] for r in rows],
             vectors=self.vectors[rows] if rows else np.zeros((0, self.vectors.shape[1]), np.float32),
+            windows=self.windows_of(np.asarray(rows, dtype=np.int64)),
         )
 
 
@@ -349,8 +368,9 @@ class FaissBackend:
         chunks: list[Chunk],
         terms: list[list[str]],
         vectors: np.ndarray,
+        windows: list[Windows],
     ) -> None:
         with new_snapshot_dir(self.index_dir, manifest["version"]) as tmp:
-            write_snapshot(tmp, manifest, docs, chunks, terms, vectors)
+            write_snapshot(tmp, manifest, docs, chunks, terms, vectors, windows)
         switch_pointer(self.index_dir, manifest["version"])
         collect_garbage(self.index_dir)

@@ -39,6 +39,14 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class Windows:
+    """The sentence windows of one chunk: spans in the chunk's text and their passage vectors."""
+
+    spans: tuple[tuple[int, int], ...]
+    vectors: np.ndarray  # (len(spans), dim), L2-normalised
+
+
+@dataclass(frozen=True)
 class DocumentRecord:
     """What an incremental build reuses of an unchanged document: its chunks, terms and vectors."""
 
@@ -46,6 +54,7 @@ class DocumentRecord:
     chunks: list[Chunk]
     terms: list[list[str]]
     vectors: np.ndarray
+    windows: list[Windows]
 
 
 class Store(Protocol):
@@ -85,6 +94,10 @@ class Store(Protocol):
 
     def cjk_of(self, rows: np.ndarray) -> np.ndarray:
         """Per row: the share of letters that are CJK (the language of the passage)."""
+        ...
+
+    def windows_of(self, rows: np.ndarray) -> list[Windows]:
+        """Per row: its sentence windows with their vectors (built with the index, never encoded per request)."""
         ...
 
     def lexical_max(self, terms: list[str]) -> float: ...
@@ -132,6 +145,7 @@ class Backend(Protocol):
         chunks: list[Chunk],
         terms: list[list[str]],
         vectors: np.ndarray,
+        windows: list[Windows],
     ) -> None:
         """Write a new version, make it serving, and drop versions no request can still hold."""
         ...

@@ -127,7 +127,7 @@ def test_leftovers_of_a_killed_build_are_dropped_by_the_next_one(milvus: Service
     docs = load_corpus(milvus.settings.corpus_dir)
     record = snap.document_record(SMALL)
     assert record is not None
-    write_version(backend.client, "qa", ghost, docs, record.chunks, record.terms, record.vectors)
+    write_version(backend.client, "qa", ghost, docs, record.chunks, record.terms, record.vectors, record.windows)
     assert backend.serving() == snap.version  # written, never switched to
     (milvus.settings.corpus_dir / f"{OTHER}.txt").unlink()
     result = milvus.build(progress=False)
