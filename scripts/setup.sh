@@ -11,11 +11,12 @@ fi
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "${1:-}" = "--test" ]; then
   .venv/bin/python -m pip install -q -e ".[test,milvus]"
-  if [ ! -x /usr/bin/chromium ]; then
+  # Chinese fonts too: without them every CJK glyph in the widget screenshots is a box
+  if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/opentype/noto ]; then
     if [ "$(id -u)" = "0" ]; then
-      apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+      apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null
     else
-      sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+      sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null
     fi
   fi
 else
