@@ -202,9 +202,8 @@ def _build(
 def _embed(embedder: Embedder, texts: list[str], report: Progress, progress: bool) -> np.ndarray:
     """Embed in slices so a rebuild job can say how far it got (chunks, then their sentence windows)."""
     parts = [np.zeros((0, embedder.identity.dim), np.float32)]
-    starts = range(0, len(texts), EMBED_SLICE)
     bar = tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress or not texts)
-    for start in starts:
+    for start in range(0, len(texts), EMBED_SLICE):
         report("embedding", start, len(texts))
         parts.append(embedder.encode_passages(texts[start : start + EMBED_SLICE], progress=False))
         bar.update(min(EMBED_SLICE, len(texts) - start))

@@ -72,9 +72,6 @@ class Candidates:
     signals: np.ndarray  # per question, QUESTION_SIGNALS
     legacy_dense: np.ndarray  # "convex" only: 0.3.0's calibrated dense part (language credit included)
 
-    def column(self, name: str) -> np.ndarray:
-        return self.features[:, PASSAGE_FEATURES.index(name)]
-
 
 class Retriever:
     def __init__(self, embedder: Embedder, tokenizer: Tokenizer, settings: Settings) -> None:
@@ -87,7 +84,10 @@ class Retriever:
         """The ranker recorded in this index version's manifest (parsed once per version)."""
         if store.version not in self._rankers:
             raw = store.manifest.get("ranker")
-            self._rankers[store.version] = Ranker.from_dict(raw) if raw else None
+            try:
+                self._rankers[store.version] = Ranker.from_dict(raw) if raw else None
+            except (ValueError, KeyError, TypeError):  # a fit this code can't read: as if none (503, not 500)
+                self._rankers[store.version] = None
         return self._rankers[store.version]
 
     def require_ranker(self, store: Store) -> Ranker:
@@ -177,7 +177,8 @@ class Retriever:
         coverage = coverage / total if total > 0 else np.zeros(n)
         unknown = lucene_idf(0, len(store))  # the IDF of a term no chunk has
         known = sum(w for w in idf if w < unknown) / total if total > 0 else 0.0
-        numbers = set(_NUMBER.findall(normalize(question)))
+        plain = normalize(question)
+        numbers = set(_NUMBER.findall(plain))
         signals = np.asarray([known, 1.0 - cjk_share(question), float(bool(numbers)), np.log1p(len(terms))])
         cross = np.abs(cjk_share(question) - store.cjk_of(union)) if n else np.zeros(0)
         dense_rank = {int(r): i + 1 for i, r in enumerate(d_rows)}
@@ -200,7 +201,7 @@ class Retriever:
                 _standardised(cosine),
                 _standardised(window),
                 _standardised(lexical),
-                _bigram_share(normalize(question), texts),
+                _bigram_share(plain, texts),
                 [sum(x in t for x in numbers) / len(numbers) if numbers else 1.0 for t in texts],
             ]
         ).reshape(n, len(PASSAGE_FEATURES))

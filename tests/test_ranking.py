@@ -175,3 +175,17 @@ def test_split_is_fixed_by_the_id_and_balanced() -> None:
     ids = [f"q{i:04d}" for i in range(2000)]
     assert [split_of(i) for i in ids] == [split_of(i) for i in ids]
     assert 0.45 < sum(split_of(i) == "dev" for i in ids) / len(ids) < 0.55
+
+
+def test_an_unreadable_ranker_in_a_manifest_is_a_503_not_a_500() -> None:
+    from types import SimpleNamespace
+
+    from qa.config import Settings
+    from qa.errors import RankerMissingError
+    from qa.retrieval import Retriever
+
+    store = SimpleNamespace(version="v1", manifest={"ranker": {"format": 99}, "model": {"name": "m"}})
+    retriever = Retriever(None, None, Settings())  # type: ignore[arg-type]
+    with pytest.raises(RankerMissingError) as exc:
+        retriever.require_ranker(store)  # type: ignore[arg-type]
+    assert exc.value.status == 503 and "qa calibrate" in exc.value.message
