@@ -17,10 +17,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
 from qa.documents import DOC_ID_MAX, DOC_ID_PATTERN, NOT_BINARY, parse_upload
+from qa.documents import clean_title as one_line_title
 from qa.errors import DocumentNotFoundError, ForbiddenError, JobNotFoundError, UnauthorizedError
 from qa.jobs import Job
 from qa.runtime import Runtime
-from qa.schemas import VISIBLE, ErrorBody, JobList, JobOut, RebuildRequest, job_out, sanitize
+from qa.schemas import VISIBLE, ErrorBody, JobList, JobOut, RebuildRequest, job_out
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def _error(description: str) -> dict[str, Any]:
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error("No bearer token sent"),
     403: _error("Wrong token, or the admin API is disabled (QA_ADMIN_TOKEN unset)"),
+    429: _error("Too many wrong tokens from this client (QA_ADMIN_AUTH_LIMIT); see Retry-After"),
     422: _error("Invalid request"),
     500: _error("The corpus directory could not be written; nothing was changed"),
     503: _error("Service not ready yet"),
@@ -94,11 +96,15 @@ def require_admin(
     token = get_runtime(request).settings.admin_token
     if not token:
         raise ForbiddenError("the admin API is disabled: set QA_ADMIN_TOKEN on the server to enable it")
+    throttle = get_runtime(request).auth_throttle
+    client = request.client.host if request.client else None
+    throttle.precheck(client)  # a throttled client learns nothing, not even from the right token
     if credentials is None:
         err = UnauthorizedError("send the admin token as `Authorization: Bearer <QA_ADMIN_TOKEN>`")
         err.headers = {"WWW-Authenticate": "Bearer"}
         raise err
-    if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+    if not hmac.compare_digest(credentials.credentials.encode("latin-1"), token.encode("ascii")):
+        throttle.failed(client)
         raise ForbiddenError("wrong admin token")
 
 
@@ -127,7 +133,7 @@ def install_admin(app: FastAPI) -> None:
         runtime.ready()
         body = await request.body()
         upload = parse_upload(doc_id, body, request.headers.get("content-type"), runtime.settings.max_document_bytes)
-        clean_title = sanitize(title).strip() if title else None
+        clean_title = one_line_title(title) if title else None
         replaced = await run_in_threadpool(runtime.writer.put, upload, clean_title or None)  # fsyncs
         job = runtime.runner().submit("put", {"op": "put", "doc_id": doc_id})
         log.info("admin put %s (%s)", doc_id, "replaced" if replaced else "new", extra={"qa_job": job.id})

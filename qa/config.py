@@ -6,6 +6,7 @@ nothing imports a global settings object, so tests can vary any value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +17,9 @@ from typing import Any
 from qa.errors import ConfigError
 
 PREFIX = "QA_"
+ADMIN_TOKEN_MIN = 16
+# printable ASCII without spaces: the same bytes in any header encoding
+ADMIN_TOKEN = re.compile(rf"[\x21-\x7e]{{{ADMIN_TOKEN_MIN},}}")
 PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")  # Milvus collection names: letters, digits, _
 
 
@@ -67,12 +71,23 @@ class Settings:
     log_level: str = "info"
     max_body_bytes: int = 64 * 1024
     cors_origins: tuple[str, ...] = field(default=())
+    # Proxies whose X-Forwarded-For/-Proto are believed (IPs or CIDR networks); () = none, every client is
+    # its socket's peer. Behind nginx on the same host: QA_TRUSTED_PROXIES=127.0.0.1
+    trusted_proxies: tuple[str, ...] = field(default=())
+    header_timeout: float = 10.0  # seconds a connection may take to send a request's headers
+    keep_alive_timeout: int = 5  # seconds an idle keep-alive connection stays open
+    max_connections: int = 256  # open connections per worker; beyond, new ones get 503
+    max_header_bytes: int = 16 * 1024  # request line + headers
+    max_question_tokens: int = 128  # the encoder reads at most this many tokens of a question
+    max_long_questions: int = 1  # questions over one cost unit (64+ tokens) answered at once per worker
     # Operations
     admin_token: str = field(default="", repr=False)  # "" = admin routes answer 403
     max_document_bytes: int = 5 * 1024 * 1024
-    rate_limit: str = ""  # e.g. "60/minute" per client on /v1/ask; "" = off
+    rate_limit: str = ""  # e.g. "60/minute" per client on /v1/ask, in cost units (qa/ratelimit.py); "" = off
     rate_limit_storage: str = "memory://"  # a `limits` storage URI, e.g. redis://host:6379 for many workers
     rate_limit_localhost: bool = False  # also limit loopback clients (off: local tools and benchmarks)
+    admin_auth_limit: str = "10/minute"  # wrong admin tokens per client before 429 (loopback included)
+    rate_limit_delay: float = 1.0  # seconds a 429 is held before it is sent (a refused flood stays slow)
     log_questions: bool = False  # put question text in the request log
     build_on_start: bool = True  # serve a stale index at once and rebuild it in the background
     poll_seconds: float = 1.0  # how often a worker checks the CURRENT pointer for a new snapshot
@@ -123,10 +138,35 @@ class Settings:
             (self.poll_seconds > 0, "QA_POLL_SECONDS", self.poll_seconds),
             (self.jobs_kept >= 1, "QA_JOBS_KEPT", self.jobs_kept),
             (_valid_rate(self.rate_limit), "QA_RATE_LIMIT", self.rate_limit),
+            (
+                bool(self.admin_auth_limit) and _valid_rate(self.admin_auth_limit),
+                "QA_ADMIN_AUTH_LIMIT",
+                self.admin_auth_limit,
+            ),
+            (self.header_timeout > 0, "QA_HEADER_TIMEOUT", self.header_timeout),
+            (self.keep_alive_timeout >= 1, "QA_KEEP_ALIVE_TIMEOUT", self.keep_alive_timeout),
+            (self.max_connections >= 1, "QA_MAX_CONNECTIONS", self.max_connections),
+            (self.max_header_bytes >= 1024, "QA_MAX_HEADER_BYTES", self.max_header_bytes),
+            (8 <= self.max_question_tokens <= 512, "QA_MAX_QUESTION_TOKENS", self.max_question_tokens),
+            (self.max_long_questions >= 1, "QA_MAX_LONG_QUESTIONS", self.max_long_questions),
+            (0 <= self.rate_limit_delay <= 60, "QA_RATE_LIMIT_DELAY", self.rate_limit_delay),
         ]
         for ok, key, value in checks:
             if not ok:
                 raise ConfigError(f"{key}={value!r} is out of range")
+        for proxy in self.trusted_proxies:
+            if not _valid_network(proxy):
+                raise ConfigError(
+                    f"QA_TRUSTED_PROXIES: {proxy!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8); "
+                    "a wildcard would let every client choose its own address"
+                )
+        if self.admin_token and not ADMIN_TOKEN.fullmatch(self.admin_token):
+            # the value is never echoed: it is a secret even when it is a weak one
+            raise ConfigError(
+                f"QA_ADMIN_TOKEN must be at least {ADMIN_TOKEN_MIN} printable ASCII characters without spaces "
+                f"(this one has {len(self.admin_token)} characters). Make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         if self.store == "milvus" and self.workers > 1 and self.milvus_target.endswith(".db"):
             raise ConfigError(
                 f"QA_WORKERS={self.workers} with Milvus Lite ({self.milvus_target}): Lite allows one process per "
@@ -134,6 +174,14 @@ class Settings:
                 "QA_MILVUS_URI=http://127.0.0.1:19530, or use QA_WORKERS=1."
             )
         return self
+
+
+def _valid_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+        return True
+    except ValueError:
+        return False
 
 
 def _valid_milvus_uri(value: str) -> bool:

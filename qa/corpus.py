@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa.textcheck import clean_title, not_text
+
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".txt", ".md")
@@ -78,9 +80,13 @@ def load_document(corpus_dir: Path, path: Path, meta: dict[str, dict[str, str]])
     except UnicodeDecodeError as exc:
         log.warning("skipping %s: neither UTF-8 nor GB18030 (%s)", path, exc.reason)
         return None
+    junk = not_text(text, encoding)
+    if junk is not None:  # what the admin upload refuses, a file copied in by hand doesn't get indexed either
+        log.warning("skipping %s: %s", path, junk.message)
+        return None
     doc_id = doc_id_for(corpus_dir, path)
     info = meta.get(doc_id, {})
-    title = info.get("title") or first_line(text) or doc_id
+    title = _title(info.get("title")) or first_line(text) or doc_id
     return Document(
         doc_id=doc_id,
         path=path.relative_to(corpus_dir).as_posix(),
@@ -92,9 +98,14 @@ def load_document(corpus_dir: Path, path: Path, meta: dict[str, dict[str, str]])
     )
 
 
+def _title(value: object) -> str:
+    """A title from metadata.json, which may be edited by hand: one visible line or nothing."""
+    return clean_title(value) if isinstance(value, str) else ""
+
+
 def first_line(text: str, limit: int = 80) -> str:
     for line in text.splitlines():
-        line = " ".join(line.split())
+        line = clean_title(line)
         if line:
             return line[:limit]
     return ""

@@ -30,7 +30,8 @@ from qa.errors import (
     QAError,
     UnsupportedMediaTypeError,
 )
-from qa.schemas import VISIBLE
+from qa.files import keep_file_mode
+from qa.textcheck import clean_title, has_visible, not_text, preview
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "gb18030": "gb18030", "gbk": "gb1
 _CONTROLS = r"\x00-\x08\x0e-\x1f\x7f"  # C0 controls other than \t \n \v \f \r: a binary file
 NOT_BINARY = rf"^[^{_CONTROLS}]*$"
 _BINARY = re.compile(rf"[{_CONTROLS}]")
-_VISIBLE = re.compile(VISIBLE)
 
 
 @dataclass(frozen=True)
@@ -65,32 +65,63 @@ def parse_upload(doc_id: str, body: bytes, content_type: str | None, max_bytes: 
         )
     if len(body) > max_bytes:
         raise DocumentTooLargeError(f"document is {len(body)} bytes; the limit is {max_bytes} (QA_MAX_DOCUMENT_BYTES)")
+    text, encoding = _decode_body(body, charset)
+    _check_text(text, encoding)
+    # auto-detected text is what the loader will read back; a declared charset may need re-encoding
+    data = body if charset is None or _decodes_to(body, text) else text.encode("utf-8")
+    return Upload(doc_id, text, data, encoding, media)
+
+
+def _decode_body(body: bytes, charset: str | None) -> tuple[str, str]:
+    """(text, encoding) as declared, or detected as the corpus loader does."""
+    if charset is not None and charset not in CHARSETS:
+        raise UnsupportedMediaTypeError(
+            f"charset {charset!r} is not accepted: send UTF-8 or GB18030", {"accepted": sorted(CHARSETS)}
+        )
+    if charset is not None and CHARSETS[charset] == "gb18030":
+        _refuse_utf8_labelled_gb18030(body, charset)
     try:
         if charset is None:
-            text, encoding = decode(body)
-        elif charset in CHARSETS:
-            encoding = CHARSETS[charset]
-            text = body.decode(encoding).removeprefix("\ufeff")
-        else:
-            raise UnsupportedMediaTypeError(
-                f"charset {charset!r} is not accepted: send UTF-8 or GB18030", {"accepted": sorted(CHARSETS)}
-            )
+            return decode(body)
+        return body.decode(CHARSETS[charset]).removeprefix("\ufeff"), CHARSETS[charset]
     except UnicodeDecodeError as exc:
         raise InvalidDocumentError(
             f"the body is not valid {charset or 'UTF-8 or GB18030'}: {exc.reason} at byte {exc.start}",
             {"encoding": charset or "utf-8|gb18030", "byte": exc.start},
         ) from exc
+
+
+def _check_text(text: str, encoding: str) -> None:
+    """Not binary, something visible, and text rather than mojibake or filler (qa.textcheck)."""
     bad = _BINARY.search(text)
     if bad:
         raise InvalidDocumentError(
             f"the body looks binary: control character U+{ord(bad.group()):04X} at character {bad.start()}",
             {"character": bad.start()},
         )
-    if not _VISIBLE.search(text):
-        raise InvalidDocumentError("the document is empty (no visible character)")
-    # auto-detected text is what the loader will read back; a declared charset may need re-encoding
-    data = body if charset is None or _decodes_to(body, text) else text.encode("utf-8")
-    return Upload(doc_id, text, data, encoding, media)
+    if not has_visible(text):
+        raise InvalidDocumentError(
+            "the document is empty (no visible character; zero-width and other format characters do not count)"
+        )
+    junk = not_text(text, encoding)
+    if junk is not None:
+        raise InvalidDocumentError(junk.message, junk.details)
+
+
+def _refuse_utf8_labelled_gb18030(body: bytes, charset: str) -> None:
+    """Non-ASCII bytes that are valid UTF-8 are UTF-8 (GB18030 text almost never is): don't store mojibake."""
+    if body.isascii():
+        return
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    misread = body.removeprefix(b"\xef\xbb\xbf").decode("gb18030", errors="replace")
+    raise InvalidDocumentError(
+        f"the body is UTF-8 but labelled charset={charset}: read as GB18030 it would be mojibake "
+        f"({preview(misread)!r}); send it with charset=utf-8",
+        {"declared": charset, "detected": "utf-8", "as_declared": preview(misread)},
+    )
 
 
 def _decodes_to(data: bytes, text: str) -> bool:
@@ -129,6 +160,7 @@ class CorpusWriter:
 
     def put(self, upload: Upload, title: str | None) -> bool:
         """Write the document (and its title); True if it replaced an existing one."""
+        title = (clean_title(title) or None) if title is not None else None  # whoever calls: one visible line
         with self._locked():
             existing = self.path_of(upload.doc_id)
             # a replaced document keeps its file name, so the swap is one rename and never two files
@@ -202,6 +234,7 @@ def _staged(directory: Path, name: str, data: bytes) -> Iterator[Path]:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
         with os.fdopen(fd, "wb") as fh:
+            keep_file_mode(fh.fileno(), directory / name)  # not mkstemp's 0600: other readers keep access
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -20,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 log = logging.getLogger(__name__)
 PROGRESS_MIN = 64  # show a tqdm bar from this many texts on
+CHARS_PER_TOKEN = 4  # a question is cut to 4 × max tokens characters before tokenising (bounds that cost too)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Embedder:
         query_prompt = settings.query_prompt if settings.query_prompt is not None else prompts.get("query", "")
         passage_prompt = settings.passage_prompt if settings.passage_prompt is not None else prompts.get("passage", "")
         self.batch_size = settings.batch_size
+        self.max_query_tokens = settings.max_question_tokens
+        self._clip = functools.lru_cache(maxsize=1024)(self._clip_uncached)
         self.identity = ModelIdentity(
             name=name,
             fingerprint=fingerprint,
@@ -73,7 +77,25 @@ class Embedder:
         log.info("embedding model %s (%s), dim %d", name, fingerprint, self.identity.dim)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode(texts, self.identity.query_prompt)
+        """Questions are clipped to QA_MAX_QUESTION_TOKENS first: a 1000-character question costs the
+        encoder what a 128-token one does (attention grows with the square of the length)."""
+        clipped = [t if 2 * len(t) <= self.max_query_tokens else self.clip_query(t)[0] for t in texts]
+        return self._encode(clipped, self.identity.query_prompt)
+
+    def clip_query(self, text: str) -> tuple[str, int]:
+        """The part of a question the encoder reads, and its token count (cached: the rate limiter asks too).
+        A character is at most two tokens, so a question of up to half the cap in characters is never cut
+        and is not tokenised here (the encoder tokenises it anyway)."""
+        return self._clip(text)
+
+    def _clip_uncached(self, text: str) -> tuple[str, int]:
+        # tokenising is linear but not free (~40 µs per CJK character here): cut by characters first
+        head = text[: CHARS_PER_TOKEN * self.max_query_tokens]
+        encoded = self.model.tokenizer(head, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        ids = encoded["input_ids"]
+        if len(ids) <= self.max_query_tokens:
+            return head, len(ids)
+        return head[: encoded["offset_mapping"][self.max_query_tokens - 1][1]], self.max_query_tokens
 
     def encode_passages(self, texts: list[str], progress: bool | None = None) -> np.ndarray:
         return self._encode(texts, self.identity.passage_prompt, progress)

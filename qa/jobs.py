@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qa.build import BuildResult, Progress
+from qa.files import keep_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,11 @@ class JobStore:
     def save(self, job: Job) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".job-", suffix=".tmp", dir=self.dir)
+        target = self.dir / f"{job.id}.json"
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            keep_file_mode(fh.fileno(), target)
             json.dump(job.as_dict(), fh)  # ASCII escapes: any text in an error message can be written
-        os.replace(tmp, self.dir / f"{job.id}.json")
+        os.replace(tmp, target)
 
     def load(self, job_id: str) -> Job | None:
         path = self.dir / f"{job_id}.json"

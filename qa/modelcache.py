@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.e5file import E5File, E5Vocab
+from qa.files import set_dir_mode
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def ensure_model_dir(cache_dir: Path, source: Path | None = None) -> tuple[Path,
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=cache_dir))
     try:
         convert(source, tmp)
+        set_dir_mode(tmp)
         try:
             os.rename(tmp, target)
         except OSError:

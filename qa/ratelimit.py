@@ -1,11 +1,18 @@
-"""Per-client rate limit on /v1/ask, with the `limits` library (moving window).
+"""Per-client limits with the `limits` library (moving window): questions by cost, wrong admin tokens by count.
 
 The client is its bearer token when it sends one the service knows (hashed,
 never stored), else its IP address: an unknown token counts against the IP, so
-rotating made-up tokens cannot dodge the limit. Loopback clients are exempt unless QA_RATE_LIMIT_LOCALHOST=1,
-so local tools and benchmarks are not throttled. The default in-memory storage
-counts per worker process; point QA_RATE_LIMIT_STORAGE at redis:// to share
-the count between workers or replicas.
+rotating made-up tokens cannot dodge the limit. The address is the socket's
+peer unless it is one of QA_TRUSTED_PROXIES (then X-Forwarded-For, see
+qa/proxies.py), so a client cannot choose its own. Loopback clients are exempt
+from the question limit unless QA_RATE_LIMIT_LOCALHOST=1, so local tools and
+benchmarks are not throttled; never from the admin-token throttle. The default
+in-memory storage counts per worker process; point QA_RATE_LIMIT_STORAGE at
+redis:// to share the count between workers or replicas.
+
+A question costs `question_cost(tokens)` units: the encoder's time grows with
+the question's tokens (bench/cost_probes.py), so a 128-token question spends
+three times the budget of a short one.
 """
 
 from __future__ import annotations
@@ -16,11 +23,18 @@ import ipaddress
 import math
 import time
 
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from qa.errors import RateLimitedError
+
+TOKENS_PER_UNIT = 64  # measured: 13 tokens encode in 17 ms, 66 in 36 ms, 130 in 58 ms (2 cores)
+
+
+def question_cost(tokens: int) -> int:
+    """Rate-limit units of a question the encoder reads as `tokens` tokens: 1 up to 63, 3 at 128."""
+    return 1 + max(0, tokens) // TOKENS_PER_UNIT
 
 
 class RateLimiter:
@@ -30,28 +44,42 @@ class RateLimiter:
         storage_uri: str = "memory://",
         limit_localhost: bool = False,
         known_tokens: tuple[str, ...] = (),
+        namespace: str = "ask",
     ) -> None:
         self.items = parse_many(rate)
         self.known_tokens = tuple(t.encode() for t in known_tokens if t)
         self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
         self.limit_localhost = limit_localhost
         self.rate = rate
+        self.namespace = namespace
 
-    def check(self, client_host: str | None, authorization: str | None) -> None:
-        """Count one request for this client; raise RateLimitedError (with Retry-After) when over."""
+    def precheck(self, client_host: str | None, authorization: str | None) -> None:
+        """Refuse a client with no budget left before any work is spent on its request (counts nothing)."""
         key = self.client_key(client_host, authorization)
         if key is None:
             return
         for item in self.items:
-            if not self.limiter.hit(item, "ask", key):
-                reset, _ = self.limiter.get_window_stats(item, "ask", key)
-                retry = max(1, math.ceil(reset - time.time()))
-                err = RateLimitedError(
-                    f"rate limit of {item} exceeded for this client; retry in {retry} s",
-                    {"limit": str(item), "retry_after": retry},
-                )
-                err.headers = {"Retry-After": str(retry)}
-                raise err
+            if not self.limiter.test(item, self.namespace, key):
+                raise self._refused(item, key)
+
+    def check(self, client_host: str | None, authorization: str | None, cost: int = 1) -> None:
+        """Count `cost` units for this client; raise RateLimitedError (with Retry-After) when over."""
+        key = self.client_key(client_host, authorization)
+        if key is None:
+            return
+        for item in self.items:
+            if not self.limiter.hit(item, self.namespace, key, cost=min(cost, item.amount)):
+                raise self._refused(item, key)
+
+    def _refused(self, item: RateLimitItem, key: str) -> RateLimitedError:
+        reset, _ = self.limiter.get_window_stats(item, self.namespace, key)
+        retry = max(1, math.ceil(reset - time.time()))
+        err = RateLimitedError(
+            f"rate limit of {item} exceeded for this client; retry in {retry} s",
+            {"limit": str(item), "retry_after": retry},
+        )
+        err.headers = {"Retry-After": str(retry)}
+        return err
 
     def client_key(self, client_host: str | None, authorization: str | None) -> str | None:
         scheme, _, token = (authorization or "").partition(" ")
@@ -62,6 +90,35 @@ class RateLimiter:
         if not self.limit_localhost and _loopback(host):
             return None
         return "ip:" + host
+
+
+class AuthThrottle:
+    """Wrong admin tokens per client address: over QA_ADMIN_AUTH_LIMIT every admin request from that
+    address is refused with 429 until the window frees, right token or not — otherwise a guesser would
+    simply keep going and watch for the one answer that is not a 429."""
+
+    def __init__(self, rate: str, storage_uri: str = "memory://") -> None:
+        self.items = parse_many(rate)
+        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self.rate = rate
+
+    def precheck(self, client_host: str | None) -> None:
+        key = client_host or "unknown"
+        for item in self.items:
+            if not self.limiter.test(item, "admin-auth", key):
+                reset, _ = self.limiter.get_window_stats(item, "admin-auth", key)
+                retry = max(1, math.ceil(reset - time.time()))
+                err = RateLimitedError(
+                    f"too many wrong admin tokens from this client ({item}); retry in {retry} s",
+                    {"limit": str(item), "retry_after": retry},
+                )
+                err.headers = {"Retry-After": str(retry)}
+                raise err
+
+    def failed(self, client_host: str | None) -> None:
+        key = client_host or "unknown"
+        for item in self.items:
+            self.limiter.hit(item, "admin-auth", key)
 
 
 def _loopback(host: str) -> bool:

@@ -5,6 +5,7 @@ corpus writer, rebuild jobs, metrics and the rate limiter. One per app, kept in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
@@ -13,7 +14,7 @@ from qa.documents import CorpusWriter
 from qa.errors import IndexNotFoundError, NotReadyError, QAError, StoreUnavailableError
 from qa.jobs import Job, JobRunner, JobStore
 from qa.metrics import Metrics
-from qa.ratelimit import RateLimiter
+from qa.ratelimit import AuthThrottle, RateLimiter
 from qa.service import Service
 from qa.store import Store
 
@@ -38,6 +39,8 @@ class Runtime:
             if settings.rate_limit
             else None
         )
+        self.auth_throttle = AuthThrottle(settings.admin_auth_limit, settings.rate_limit_storage)
+        self.long_questions = asyncio.Semaphore(settings.max_long_questions)
         self._runner: JobRunner | None = None
         self._lock = threading.Lock()
         self._loading = False

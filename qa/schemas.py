@@ -12,7 +12,15 @@ from qa.retrieval import Answer
 
 MAX_QUESTION = 1000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]")
-VISIBLE = r"[^\s\x00-\x1f\x7f-\x9f\ufeff]"  # at least one such character: a blank question is a 422
+# At least one such character, or the question is blank (422): not a space, a control, or a format character
+# (Unicode's Cf in the BMP: soft hyphen, zero-width spaces and joiners, bidi controls, BOM). The schema publishes
+# the same pattern, so a client's validator and the server agree on every string.
+_FORMAT = (
+    r"\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+VISIBLE = rf"[^\s\x00-\x1f\x7f-\x9f{_FORMAT}]"
+_VISIBLE = re.compile(VISIBLE)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -27,7 +35,10 @@ class AskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     question: Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUESTION, pattern=VISIBLE)] = Field(
-        description="Question in simplified/traditional Chinese or English, 1–1000 characters.",
+        description="Question in simplified/traditional Chinese or English, 1–1000 characters, at least one "
+        "visible (format characters such as zero-width spaces are not). The encoder reads the first "
+        "QA_MAX_QUESTION_TOKENS tokens (default 128, about 120 Chinese characters); BM25 reads all of it. "
+        "Under QA_RATE_LIMIT a question costs 1 unit plus 1 per 64 encoder tokens.",
         examples=["日本产业空心化有哪些表现？"],
     )
     top_k: Annotated[int, Field(ge=1, le=50)] = Field(default=5, description="Passages to return, 1–50.")
@@ -49,8 +60,8 @@ class AskRequest(BaseModel):
         """Runs first so a blank question gets this message rather than the schema pattern's."""
         if isinstance(value, str):
             value = sanitize(value)
-            if not value.strip():
-                raise ValueError("question must not be empty or whitespace")
+            if not _VISIBLE.search(value):
+                raise ValueError("question must not be empty, whitespace or only invisible characters")
         return value
 
 

@@ -20,9 +20,10 @@ from qa.corpus import load_corpus
 from qa.dense import spec_of
 from qa.embedding import Embedder
 from qa.errors import IndexNotFoundError, ModelMismatchError
+from qa.ratelimit import TOKENS_PER_UNIT, question_cost
 from qa.retrieval import Answer, Mode, Retriever
 from qa.store import Backend, Store, open_backend
-from qa.tokens import Tokenizer
+from qa.tokens import Tokenizer, normalize
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,13 @@ class Service:
 
     def ask(self, question: str, top_k: int = 5, doc_ids: list[str] | None = None, mode: Mode = "hybrid") -> Answer:
         return self.retriever.ask(self.snapshot(), question, top_k, doc_ids, mode)
+
+    def question_cost(self, question: str) -> int:
+        """Rate-limit units of this question: what the encoder will read of it, in tokens (qa/ratelimit.py).
+        Up to 31 characters it is at most 62 tokens, one unit, and not worth tokenising to find out."""
+        if 2 * len(question) < TOKENS_PER_UNIT:
+            return 1
+        return question_cost(self.embedder.clip_query(normalize(question, lower=False))[1])
 
     def warm_up(self) -> None:
         """Load the index and run one query so the first user does not pay for lazy init."""

@@ -30,6 +30,7 @@ from qa.config import Settings
 from qa.corpus import Document
 from qa.dense import build_dense, configure, dense_spec, spec_of
 from qa.errors import IndexFormatError, IndexNotFoundError
+from qa.files import keep_file_mode, set_dir_mode
 from qa.lexical import Lexical
 from qa.store import DocumentInfo, DocumentRecord, Scope, Windows, require_document, require_documents
 from qa.tokens import cjk_share
@@ -85,6 +86,7 @@ def pointer_stamp(index_dir: Path) -> str | None:
 def switch_pointer(index_dir: Path, name: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".CURRENT-", dir=index_dir)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        keep_file_mode(fh.fileno(), index_dir / POINTER)  # a replica under another uid must read it
         fh.write(name + "\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -122,6 +124,7 @@ def new_snapshot_dir(index_dir: Path, version: str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         yield tmp
+        set_dir_mode(tmp)
         os.rename(tmp, root / version)
         _fsync_dir(root)
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -38,6 +41,44 @@ def serving(app: Any) -> Iterator[TestClient]:
             assert time.monotonic() < deadline, c.get("/readyz").json()
             time.sleep(0.05)
         yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def live_server(settings: Settings, service: Service) -> Iterator[str]:
+    """The app behind a real uvicorn, configured as `qa serve` configures it (qa.server), in a thread of
+    this process so the loaded model is shared; yields its base URL once /readyz says ready."""
+    import uvicorn
+
+    from qa.api import create_app
+    from qa.server import configure, uvicorn_options
+
+    settings = replace(settings, port=free_port())
+    configure(settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, service), **uvicorn_options(settings)))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.05)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        configure(Settings())
 
 
 @pytest.fixture(autouse=True)

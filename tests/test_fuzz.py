@@ -21,6 +21,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from conftest import CORPUS
 from qa.api import create_app
@@ -34,6 +35,17 @@ TOKEN = "fuzz-admin-token"
 EXAMPLES = 150  # per operation and pass (routes without parameters run out of distinct cases sooner)
 NEGATIVE_EXAMPLES = 50  # schema-invalid inputs: must be refused with a documented 4xx, never a 5xx
 MIN_CASES = 1000
+# A document body the schema allows may still not be text: mostly unassigned, private-use or format characters,
+# or GB18030 mojibake (qa/textcheck.py). No JSON Schema pattern can say "mostly", so for this one operation a
+# schema-valid body may get 422 invalid_document — that code and no other refusal.
+UNREADABLE_TEXT_MAY_BE_REFUSED = "PUT /v1/documents/{doc_id}"
+
+
+def accepted_unless_unreadable_text(ctx, response, case):  # type: ignore[no-untyped-def]
+    """positive_data_acceptance, except a 422 invalid_document for a body that is not readable text."""
+    if response.status_code == 422 and response.json()["error"]["code"] == "invalid_document":
+        return None
+    return positive_data_acceptance(ctx, response, case)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +55,15 @@ def fuzz_app(
     root = tmp_path_factory.mktemp("fuzz")
     (root / "corpus").mkdir()
     shutil.copy2(CORPUS / "002_ba0bb63e0258bd58.txt", root / "corpus")
-    s = replace(base_settings, corpus_dir=root / "corpus", index_dir=root / "index", admin_token=TOKEN)
+    # schemathesis retries cases with a wrong token thousands of times from one client: the throttle on wrong
+    # tokens (tests/test_hardening.py) would turn the rest of the campaign into 429s
+    s = replace(
+        base_settings,
+        corpus_dir=root / "corpus",
+        index_dir=root / "index",
+        admin_token=TOKEN,
+        admin_auth_limit="1000000/minute",
+    )
     service = Service(s, embedder, tokenizer)
     service.build(progress=False)
     service.warm_up()  # the ASGI transport runs no lifespan: load before the first case
@@ -72,7 +92,15 @@ def run_campaign(  # type: ignore[no-untyped-def]
         def check(case: schemathesis.Case) -> None:
             # an explicit token: schemathesis also probes the same case without it and with a wrong one
             headers = {"Authorization": f"Bearer {token}"} if token is not None else None
-            statuses[case.call_and_validate(headers=headers).status_code] += 1
+            if case.operation.label == UNREADABLE_TEXT_MAY_BE_REFUSED:
+                response = case.call_and_validate(
+                    headers=headers,
+                    excluded_checks=[positive_data_acceptance],
+                    additional_checks=[accepted_unless_unreadable_text],
+                )
+            else:
+                response = case.call_and_validate(headers=headers)
+            statuses[response.status_code] += 1
 
         started = time.monotonic()
         try:

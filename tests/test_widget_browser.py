@@ -507,3 +507,43 @@ def test_screenshots_of_open_widget_fit_the_viewport(
         assert (SCREENSHOTS / name).stat().st_size > 10_000
     finally:
         context.close()
+
+
+# --------------------------------------------------------------------------- API docs offline (review #17, finding 9)
+
+
+def block_off_server_requests(page: Page, base: str) -> list[str]:
+    """Every request the page tries to send anywhere but this server is recorded and aborted, as on an
+    offline network; returns that (live) list."""
+    attempted: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base + "/"):
+            r.continue_()
+        else:
+            attempted.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return attempted
+
+
+def test_swagger_ui_renders_offline_with_no_external_request(page: Page, live_server: LiveServer) -> None:
+    attempted = block_off_server_requests(page, live_server.base)
+    seen: list[str] = []
+    page.on("request", lambda request: seen.append(request.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    page.goto(live_server.base + "/docs")
+    ask_operation = page.locator('.opblock-post .opblock-summary-path[data-path="/v1/ask"]')
+    expect(ask_operation).to_be_visible()
+    expect(page.locator(".opblock-get .opblock-summary-path[data-path='/v1/documents']")).to_be_visible()
+    ask_operation.click()  # expanding an operation renders its schema: still nothing from outside
+    expect(page.locator(".opblock-post.is-open")).to_be_visible()
+    page.wait_for_load_state("networkidle")
+
+    assert attempted == []
+    assert all(url.startswith((live_server.base + "/", "data:", "blob:")) for url in seen), seen
+    assert any("/openapi.json" in url for url in seen) and any("swagger-ui-bundle.js" in url for url in seen)
+    assert errors == []
