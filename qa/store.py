@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from qa.chunking import Chunk
-from qa.errors import DocumentNotFoundError
+from qa.errors import ConfigError, DocumentNotFoundError
 
 if TYPE_CHECKING:
     from qa.config import Settings
@@ -165,6 +165,13 @@ def require_document(doc_id: str, known: Container[str]) -> None:
 
 def open_backend(settings: Settings) -> Backend:
     if settings.store == "milvus":
+        try:
+            import pymilvus  # noqa: F401  (only to say what is missing, in one line, before anything loads)
+        except ImportError as exc:
+            raise ConfigError(
+                "QA_STORE=milvus needs pymilvus, which is not installed: pip install -e '.[milvus]' "
+                f"(or use QA_STORE=faiss) [{exc}]"
+            ) from exc
         from qa.milvus_store import MilvusBackend
 
         return MilvusBackend(settings)

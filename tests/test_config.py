@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from qa.config import Settings
 from qa.errors import ConfigError
 
@@ -64,3 +68,17 @@ def test_several_workers_on_milvus_lite_are_refused_with_the_way_out() -> None:
     served = Settings.from_env({"QA_STORE": "milvus", "QA_WORKERS": "2", "QA_MILVUS_URI": "http://127.0.0.1:19530"})
     assert served.milvus_target == "http://127.0.0.1:19530"
     assert Settings.from_env({"QA_INDEX_DIR": "/srv/idx"}).milvus_target == "/srv/idx/milvus.db"
+
+
+def test_milvus_without_pymilvus_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    fake = tmp_path / "site" / "pymilvus"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'pymilvus'\")\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "QA_STORE": "milvus", "QA_PORT": "1"}
+    env["QA_INDEX_DIR"] = str(tmp_path / "index")
+    run = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("error: QA_STORE=milvus needs pymilvus") and "[milvus]" in run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1
