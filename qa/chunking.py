@@ -25,7 +25,7 @@ _LATIN_RUN = re.compile(r"[A-Za-z0-9.%％]")
 @dataclass(frozen=True)
 class ChunkParams:
     size: int = 300
-    overlap: int = 60
+    overlap: int = 100  # the defaults are Settings' (chunk_size, chunk_overlap, chunk_max)
     max_size: int = 450
 
 

@@ -39,7 +39,7 @@ class Settings:
     # Chunker (defaults chosen by the evaluation sweep, bench/README.md)
     chunk_size: int = 300  # target characters per chunk
     chunk_overlap: int = 100  # characters of trailing sentences repeated in the next chunk
-    chunk_max: int = 450  # hard cap; a longer sentence is split at a jieba word boundary
+    chunk_max: int = 450  # hard cap on a chunk; a sentence longer than chunk_size is cut at a jieba word boundary
     # Store (qa/store.py): "faiss" (local snapshot directory) or "milvus" (Milvus Lite dir or a cluster)
     store: str = "faiss"
     milvus_uri: str = ""  # "" = Milvus Lite in <index_dir>/milvus.db; or http://host:19530 for a cluster

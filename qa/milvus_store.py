@@ -18,7 +18,8 @@ build are dropped.
 Ranking is the FAISS path's: candidates from Milvus (dense top-k, BM25 top-k), fused by `qa.retrieval`
 with the same code. Milvus' BM25 only *proposes* lexical candidates: its scores use per-segment IDF (and
 come back negative in Lite), so they are rescored here with bm25s' formula from the stored terms and the
-global document frequencies — the same numbers the FAISS store computes (bench/milvus_parity.py).
+global document frequencies — the same numbers the FAISS store computes (a test asserts identical rankings:
+test_milvus_ranks_like_faiss_on_the_corpus_questions).
 
 Milvus Lite (a `.db` data directory) differs from a server; each difference is handled where it bites:
 - Lite 3.x is a Python re-implementation of the Milvus API, not the server engine.
