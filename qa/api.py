@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa.admin import get_runtime, install_admin
 from qa.config import Settings
-from qa.errors import DocumentNotFoundError, InvalidRequestError, QAError, RateLimitedError
+from qa.errors import DocumentNotFoundError, InvalidRequestError, QAError, RateLimitedError, error_body
 from qa.proxies import TrustedProxies
 from qa.runtime import Runtime
 from qa.schemas import (
@@ -373,7 +373,7 @@ def _install_docs(app: FastAPI) -> None:
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
-    body = ErrorBody.model_validate({"error": {"code": code, "message": message, "details": details}})
+    body = ErrorBody.model_validate(error_body(code, message, details))
     return JSONResponse(body.model_dump(), status_code=status)
 
 

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The one JSON error shape, also for answers given below the app (server limits, proxy checks)."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
 
 class QAError(Exception):
     """Base class: `code` and `status` go straight into the HTTP error body."""

@@ -16,6 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from qa.errors import error_body
+
 
 class TrustedProxies:
     def __init__(self, app: ASGIApp, proxies: tuple[str, ...]) -> None:
@@ -31,13 +33,8 @@ class TrustedProxies:
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client")
         if client and not _is_ip(client[0]):
-            body = {
-                "error": {
-                    "code": "bad_forwarded_for",
-                    "message": "X-Forwarded-For from a trusted proxy must end in the client's IP address",
-                    "details": {"header": "X-Forwarded-For"},
-                }
-            }
+            message = "X-Forwarded-For from a trusted proxy must end in the client's IP address"
+            body = error_body("bad_forwarded_for", message, {"header": "X-Forwarded-For"})
             await JSONResponse(body, status_code=400)(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -60,7 +60,9 @@ class RateLimiter:
             return
         for item in self.items:
             if not self.limiter.test(item, self.namespace, key):
-                raise self._refused(item, key)
+                raise _refused(
+                    self.limiter, item, self.namespace, key, f"rate limit of {item} exceeded for this client"
+                )
 
     def check(self, client_host: str | None, authorization: str | None, cost: int = 1) -> None:
         """Count `cost` units for this client; raise RateLimitedError (with Retry-After) when over."""
@@ -69,17 +71,9 @@ class RateLimiter:
             return
         for item in self.items:
             if not self.limiter.hit(item, self.namespace, key, cost=min(cost, item.amount)):
-                raise self._refused(item, key)
-
-    def _refused(self, item: RateLimitItem, key: str) -> RateLimitedError:
-        reset, _ = self.limiter.get_window_stats(item, self.namespace, key)
-        retry = max(1, math.ceil(reset - time.time()))
-        err = RateLimitedError(
-            f"rate limit of {item} exceeded for this client; retry in {retry} s",
-            {"limit": str(item), "retry_after": retry},
-        )
-        err.headers = {"Retry-After": str(retry)}
-        return err
+                raise _refused(
+                    self.limiter, item, self.namespace, key, f"rate limit of {item} exceeded for this client"
+                )
 
     def client_key(self, client_host: str | None, authorization: str | None) -> str | None:
         scheme, _, token = (authorization or "").partition(" ")
@@ -106,19 +100,25 @@ class AuthThrottle:
         key = client_host or "unknown"
         for item in self.items:
             if not self.limiter.test(item, "admin-auth", key):
-                reset, _ = self.limiter.get_window_stats(item, "admin-auth", key)
-                retry = max(1, math.ceil(reset - time.time()))
-                err = RateLimitedError(
-                    f"too many wrong admin tokens from this client ({item}); retry in {retry} s",
-                    {"limit": str(item), "retry_after": retry},
+                raise _refused(
+                    self.limiter, item, "admin-auth", key, f"too many wrong admin tokens from this client ({item})"
                 )
-                err.headers = {"Retry-After": str(retry)}
-                raise err
 
     def failed(self, client_host: str | None) -> None:
         key = client_host or "unknown"
         for item in self.items:
             self.limiter.hit(item, "admin-auth", key)
+
+
+def _refused(
+    limiter: MovingWindowRateLimiter, item: RateLimitItem, namespace: str, key: str, why: str
+) -> RateLimitedError:
+    """A 429 saying why and when to retry (also as Retry-After)."""
+    reset, _ = limiter.get_window_stats(item, namespace, key)
+    retry = max(1, math.ceil(reset - time.time()))
+    err = RateLimitedError(f"{why}; retry in {retry} s", {"limit": str(item), "retry_after": retry})
+    err.headers = {"Retry-After": str(retry)}
+    return err
 
 
 def _loopback(host: str) -> bool:

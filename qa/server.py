@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from qa.config import Settings
+from qa.errors import error_body
 from qa.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def configure(settings: Settings) -> None:
 
 def raw_error(status: int, reason: str, code: str, message: str, retry_after: int | None = None) -> bytes:
     """A whole HTTP/1.1 error response in the API's error shape, for answers given below the app."""
-    body = json.dumps({"error": {"code": code, "message": message, "details": None}}).encode()
+    body = json.dumps(error_body(code, message)).encode()
     head = [
         f"HTTP/1.1 {status} {reason}",
         "content-type: application/json",
@@ -114,13 +115,8 @@ class HeadLimit:
             size = len(scope.get("raw_path", b"")) + len(scope.get("query_string", b""))
             size += sum(len(k) + len(v) + 4 for k, v in scope.get("headers", []))
             if size > self.max_bytes:
-                body = {
-                    "error": {
-                        "code": "headers_too_large",
-                        "message": f"request head over {self.max_bytes} bytes (QA_MAX_HEADER_BYTES)",
-                        "details": {"bytes": size},
-                    }
-                }
+                message = f"request head over {self.max_bytes} bytes (QA_MAX_HEADER_BYTES)"
+                body = error_body("headers_too_large", message, {"bytes": size})
                 await JSONResponse(body, status_code=431)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import CORPUS, ROOT, model_cache
+from conftest import CORPUS, ROOT, free_port, model_cache
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +30,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 SMALL = "002_ba0bb63e0258bd58"
 BIG = "003_9a26cb7cfdeac646"  # ~55 kB, ~200 chunks: a rebuild long enough to kill in the middle
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

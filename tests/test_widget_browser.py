@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,13 +24,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
+from conftest import CORPUS, ROOT, model_cache
+from conftest import live_server as serve_in_thread
 from qa.embedding import Embedder
 from qa.tokens import Tokenizer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "corpus"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = os.environ.get("QA_CHROMIUM", "/usr/bin/chromium")
 CHROME_ARGS = [
@@ -108,17 +105,6 @@ class LiveServer:
             return json.loads(response.read())
 
 
-def _model_cache() -> Path:
-    """Reuse the converted model between runs: QA_MODEL_CACHE, else the repo's index/models."""
-    return Path(os.environ.get("QA_MODEL_CACHE") or ROOT / "index" / "models")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _make_corpus(dest: Path) -> dict[str, dict[str, str]]:
     dest.mkdir(parents=True)
     for path in sorted(CORPUS.glob("*.txt")):
@@ -134,48 +120,16 @@ def _make_corpus(dest: Path) -> dict[str, dict[str, str]]:
 def live_server(
     tmp_path_factory: pytest.TempPathFactory, embedder: Embedder, tokenizer: Tokenizer
 ) -> Iterator[LiveServer]:
-    import uvicorn
-
-    from qa.api import create_app
     from qa.config import Settings
     from qa.service import Service
 
     tmp = tmp_path_factory.mktemp("widget-browser")
     metadata = _make_corpus(tmp / "corpus")
-    port = _free_port()
-    settings = Settings(
-        corpus_dir=tmp / "corpus",
-        index_dir=tmp / "index",
-        model_cache=_model_cache(),
-        host="127.0.0.1",
-        port=port,
-    )
+    settings = Settings(corpus_dir=tmp / "corpus", index_dir=tmp / "index", model_cache=model_cache())
     service = Service(settings, embedder, tokenizer)
     service.build(progress=False)
-
-    config = uvicorn.Config(
-        create_app(settings, service), host="127.0.0.1", port=port, log_config=None, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="qa-live-server", daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError(f"the live server at {base} did not become ready within 120 s")
-            time.sleep(0.2)
-        yield LiveServer(base=base, port=port, metadata=metadata)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_in_thread(settings, service) as base:
+        yield LiveServer(base=base, port=int(base.rsplit(":", 1)[1]), metadata=metadata)
 
 
 # --------------------------------------------------------------------------- helpers
