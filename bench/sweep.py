@@ -1,6 +1,8 @@
 """Sweep retrieval settings on the corpus question set (and CMRC with --cmrc); prints a markdown table.
 
-Chunking settings need a rebuild per value: `--chunking` builds temporary indexes.
+Chunking settings need a rebuild per value: `--chunking` builds temporary indexes. Without it the index is
+the one QA_INDEX_DIR names (built first if it is stale). The swept constants are those of QA_FUSION=convex
+(0.3.0's fusion), the "before" of the learned ranker; every row asks through `Service.ask`.
 Usage: python bench/sweep.py [--cmrc] [--chunking]
 """
 
@@ -13,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from common import machine, markdown_row, markdown_table
 
 from qa import evaluation as ev
 from qa.config import Settings
@@ -20,18 +23,17 @@ from qa.service import Service
 
 
 class CachedQueries:
-    """Delegates to the real embedder, remembering question vectors across sweep points."""
+    """The real embedder, remembering question vectors across sweep points (everything else delegated)."""
 
     def __init__(self, embedder) -> None:  # type: ignore[no-untyped-def]
         self._e = embedder
-        self.identity = embedder.identity
         self._q = lru_cache(maxsize=None)(lambda text: embedder.encode_queries([text])[0])
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         return np.stack([self._q(t) for t in texts])
 
-    def encode_passages(self, texts: list[str]) -> np.ndarray:
-        return self._e.encode_passages(texts)
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._e, name)
 
 
 def best_threshold(outcomes: list[ev.Outcome], min_refused: float = 0.85) -> tuple[float, float, float]:
@@ -47,35 +49,42 @@ def best_threshold(outcomes: list[ev.Outcome], min_refused: float = 0.85) -> tup
     return best
 
 
-def run(service: Service, questions, relevance, grid: dict[str, list]) -> list[str]:  # type: ignore[no-untyped-def]
+HEADERS = [
+    *("settings", "Hit@1", "Hit@5", "MRR@10", "EN Hit@5"),
+    *("best threshold", "in-domain answerable", "OOD refused"),
+]
+
+
+def run(service: Service, questions, relevance, grid: dict[str, list], prefix: str = "") -> list[str]:  # type: ignore[no-untyped-def]
+    """One row per point of the grid (printed as it is done); `prefix` opens every row's settings cell."""
     rows = []
     keys = list(grid)
     for values in itertools.product(*grid.values()):
         changes = dict(zip(keys, values, strict=True))
-        svc = service.with_settings(fusion="convex", **changes)  # the constants below only mean something there
+        # the swept constants only mean something with convex fusion (or rrf, when the grid sweeps fusion)
+        svc = service.with_settings(**({"fusion": "convex"} | changes))
         outs = ev.evaluate(lambda q, m, svc=svc: svc.ask(q, top_k=10, mode=m), questions, "hybrid", relevance)
         s = ev.summarize("", outs)
         en = [o.first_rank for o in outs if o.question.kind == "english"]
         t, a, r = best_threshold(outs)
-        label = " ".join(f"{k}={v}" for k, v in changes.items())
-        rows.append(
-            f"| {label} | {s.hit1:.3f} | {s.hit5:.3f} | {s.mrr10:.3f} | "
-            f"{ev.hit_at_k(en, 5) if en else float('nan'):.3f} | {t} | {a:.3f} | {r:.3f} |"
-        )
+        label = " ".join([prefix, *(f"{k}={v}" for k, v in changes.items())]).strip()
+        en_hit5 = ev.hit_at_k(en, 5) if en else float("nan")
+        cells = [label, f"{s.hit1:.3f}", f"{s.hit5:.3f}", f"{s.mrr10:.3f}", f"{en_hit5:.3f}", t, f"{a:.3f}", f"{r:.3f}"]
+        rows.append(markdown_row(cells))
         print(rows[-1], flush=True)
     return rows
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--cmrc", action="store_true")
-    p.add_argument("--chunking", action="store_true")
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--cmrc", action="store_true", help=f"sweep fusion on CMRC ({ev.CMRC_TRIAL})")
+    p.add_argument("--chunking", action="store_true", help="sweep chunk size and overlap (a temporary index each)")
     args = p.parse_args()
     base = Service(Settings.from_env())
     base.embedder = CachedQueries(base.embedder)  # type: ignore[assignment]
     base.retriever.embedder = base.embedder  # type: ignore[assignment]
-    print("| settings | Hit@1 | Hit@5 | MRR@10 | EN Hit@5 | best threshold | in-domain answerable | OOD refused |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"Machine: {machine()}\n")
+    print(markdown_table(HEADERS, []))
     if args.chunking:
         questions = ev.load_questions(Path("tests/data/corpus_qa.jsonl"))
         for size, overlap in [(200, 40), (300, 0), (300, 60), (300, 100), (400, 80), (500, 100)]:
@@ -90,11 +99,10 @@ def main() -> None:
             )
             svc = Service(settings, base.embedder, base.tokenizer)  # type: ignore[arg-type]
             svc.build(progress=False)
-            print(f"| chunk_size={size} chunk_overlap={overlap} |", end="")
-            run(svc, questions, ev.first_answer_rank, {"dense_weight": [base.settings.dense_weight]})
+            run(svc, questions, ev.first_answer_rank, {}, prefix=f"chunk_size={size} chunk_overlap={overlap}")
         return
     if args.cmrc:
-        svc, questions = ev.cmrc_service(base, Path("../shared/data/cmrc2018_trial.json"))
+        svc, questions = ev.cmrc_service(base, Path(ev.CMRC_TRIAL))
         svc.embedder = base.embedder
         svc.retriever.embedder = base.embedder
         run(svc, questions, ev.first_doc_rank, {"dense_weight": [0.2, 0.3, 0.4, 0.5, 0.6], "fusion": ["convex", "rrf"]})

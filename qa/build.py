@@ -12,10 +12,11 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,12 @@ from tqdm import tqdm
 from qa.chunking import Chunk, ChunkParams, chunk_document, windows
 from qa.cleaning import clean
 from qa.config import Settings
-from qa.corpus import Document, load_corpus
-from qa.dense import FLAT, spec_of
+from qa.corpus import load_corpus
 from qa.embedding import Embedder
+from qa.manifest import FLAT, BuildConfig, ChunkerSpec, Counts, DenseSpec, Manifest, TokenizerSpec
 from qa.ranking import find_ranker
-from qa.snapshot import FORMAT_VERSION
-from qa.store import Backend, Store, Windows, open_backend
+from qa.stores.base import Contents, Snapshot, Store, Windows
+from qa.stores.factory import open_store
 from qa.tokens import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,21 @@ log = logging.getLogger(__name__)
 CLEANER_VERSION = 1  # bump when cleaning or chunking rules change: forces re-chunking
 EMBED_SLICE = 64  # chunks embedded between two progress reports
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total): reported to rebuild jobs
+
+class Stage(StrEnum):
+    """What a build is doing, as rebuild jobs report it (`progress.stage`)."""
+
+    WAITING = "waiting for the build lock"
+    READING = "reading corpus"
+    CHUNKING = "chunking"
+    EMBEDDING = "embedding"
+    WRITING = "writing snapshot"
 
 
-def _quiet(stage: str, done: int, total: int) -> None:
+Progress = Callable[[Stage, int, int], None]  # (stage, done, total): reported to rebuild jobs
+
+
+def _quiet(stage: Stage, done: int, total: int) -> None:
     pass
 
 
@@ -61,23 +73,17 @@ class BuildResult:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
 
-def build_config(settings: Settings, embedder: Embedder) -> dict[str, Any]:
+def build_config(settings: Settings, embedder: Embedder) -> BuildConfig:
     """Everything that decides the content of a chunk or a vector; a change forces re-embedding."""
     data = resources.files("qa") / "data"
-    return {
-        "format_version": FORMAT_VERSION,
-        "model": embedder.identity.as_dict(),
-        "chunker": {
-            "size": settings.chunk_size,
-            "overlap": settings.chunk_overlap,
-            "max_size": settings.chunk_max,
-            "cleaner_version": CLEANER_VERSION,
-        },
-        "tokenizer": {
-            "userdict_sha256": hashlib.sha256((data / "userdict.txt").read_bytes()).hexdigest()[:16],
-            "stopwords_sha256": hashlib.sha256((data / "stopwords.txt").read_bytes()).hexdigest()[:16],
-        },
-    }
+    return BuildConfig(
+        model=embedder.identity,
+        chunker=ChunkerSpec(settings.chunk_size, settings.chunk_overlap, settings.chunk_max, CLEANER_VERSION),
+        tokenizer=TokenizerSpec(
+            userdict_sha256=hashlib.sha256((data / "userdict.txt").read_bytes()).hexdigest()[:16],
+            stopwords_sha256=hashlib.sha256((data / "stopwords.txt").read_bytes()).hexdigest()[:16],
+        ),
+    )
 
 
 @contextmanager
@@ -97,20 +103,20 @@ def build_index(
     embedder: Embedder,
     tokenizer: Tokenizer,
     *,
-    backend: Backend | None = None,
+    store: Store | None = None,
     force: bool = False,
     progress: bool = True,
     on_progress: Progress | None = None,
 ) -> BuildResult:
     """One writer per index dir (a file lock; with Milvus, the admin service is the only writer)."""
     report = on_progress or _quiet
-    report("waiting for the build lock", 0, 0)
+    report(Stage.WAITING, 0, 0)
     with build_lock(settings.index_dir):
         return _build(
             settings,
             embedder,
             tokenizer,
-            backend or open_backend(settings),
+            store or open_store(settings),
             force=force,
             progress=progress,
             report=report,
@@ -121,26 +127,26 @@ def _build(
     settings: Settings,
     embedder: Embedder,
     tokenizer: Tokenizer,
-    backend: Backend,
+    store: Store,
     *,
     force: bool,
     progress: bool,
     report: Progress,
 ) -> BuildResult:
     started = time.perf_counter()
-    report("reading corpus", 0, 0)
+    report(Stage.READING, 0, 0)
     docs = load_corpus(settings.corpus_dir)
     config = build_config(settings, embedder)
     hashes = {d.doc_id: d.sha256 for d in docs}
-    old = _previous(backend)
+    old = _previous(store)
     ranker = ranker_record(settings, embedder)
-    reusable = old is not None and not force and _same_config(old.manifest, config)
+    reusable = old is not None and not force and old.manifest.config == config
     if (
         reusable
         and old is not None
-        and old.manifest.get("corpus") == hashes
-        and spec_of(old.manifest) == backend.dense_spec(len(old))
-        and old.manifest.get("ranker") == ranker
+        and old.manifest.corpus == hashes
+        and old.manifest.dense_index == store.dense_spec(len(old))
+        and old.manifest.ranker == ranker
     ):
         log.info("index %s is up to date: nothing to do", old.version)
         return BuildResult(old.version, False, len(docs), len(old), 0, 0, time.perf_counter() - started)
@@ -148,7 +154,7 @@ def _build(
     params = ChunkParams(settings.chunk_size, settings.chunk_overlap, settings.chunk_max)
     parts: list[tuple[list[Chunk], list[list[str]], np.ndarray | None, list[Windows] | None]] = []
     for i, doc in enumerate(tqdm(docs, desc="chunking", unit="doc", disable=not progress)):
-        report("chunking", i, len(docs))
+        report(Stage.CHUNKING, i, len(docs))
         record = old.document_record(doc.doc_id) if reusable and old is not None else None
         if record is not None and record.sha256 == doc.sha256:
             parts.append((record.chunks, record.terms, record.vectors, record.windows))
@@ -185,15 +191,21 @@ def _build(
         all_windows += wins
     vectors = np.concatenate(all_vectors)
 
-    spec = backend.dense_spec(len(all_chunks))
-    version = _version(config, hashes, spec, ranker)
-    manifest = _manifest(config, version, docs, all_chunks, len(fresh))
-    manifest["dense_index"] = spec
-    manifest["store"] = backend.name
-    manifest["ranker"] = ranker
-    report("writing snapshot", len(fresh), len(fresh))
-    backend.publish(manifest, docs, all_chunks, all_terms, vectors.astype(np.float32), all_windows)
-    removed = len(set(old.manifest.get("corpus", {})) - set(hashes)) if old is not None else 0
+    spec = store.dense_spec(len(all_chunks))
+    manifest = Manifest(
+        config=config,
+        version=_version(config, hashes, spec, ranker),
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        corpus=hashes,
+        counts=Counts(documents=len(docs), chunks=len(all_chunks), embedded_this_build=len(fresh)),
+        dense_index=spec,
+        store=store.name,
+        ranker=ranker,
+    )
+    version = manifest.version
+    report(Stage.WRITING, len(fresh), len(fresh))
+    store.publish(manifest, Contents(docs, all_chunks, all_terms, vectors.astype(np.float32), all_windows))
+    removed = len(set(old.manifest.corpus) - set(hashes)) if old is not None else 0
     seconds = time.perf_counter() - started
     log.info("built index %s: %d docs, %d chunks in %.1fs", version, len(docs), len(all_chunks), seconds)
     return BuildResult(version, True, len(docs), len(all_chunks), len(fresh), removed, seconds)
@@ -204,27 +216,23 @@ def _embed(embedder: Embedder, texts: list[str], report: Progress, progress: boo
     parts = [np.zeros((0, embedder.identity.dim), np.float32)]
     bar = tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress or not texts)
     for start in range(0, len(texts), EMBED_SLICE):
-        report("embedding", start, len(texts))
+        report(Stage.EMBEDDING, start, len(texts))
         parts.append(embedder.encode_passages(texts[start : start + EMBED_SLICE], progress=False))
         bar.update(min(EMBED_SLICE, len(texts) - start))
     bar.close()
-    report("embedding", len(texts), len(texts))
+    report(Stage.EMBEDDING, len(texts), len(texts))
     return np.concatenate(parts)
 
 
-def _previous(backend: Backend) -> Store | None:
-    version = backend.serving()
+def _previous(store: Store) -> Snapshot | None:
+    version = store.serving()
     if version is None:
         return None
     try:
-        return backend.open(version)
+        return store.open(version)
     except Exception as exc:  # an unreadable old index only means a full rebuild
         log.warning("previous index unreadable (%s): full rebuild", exc)
         return None
-
-
-def _same_config(manifest: dict[str, Any], config: dict[str, Any]) -> bool:
-    return all(manifest.get(k) == v for k, v in config.items())
 
 
 def ranker_record(settings: Settings, embedder: Embedder) -> dict[str, Any] | None:
@@ -241,24 +249,12 @@ def ranker_record(settings: Settings, embedder: Embedder) -> dict[str, Any] | No
     return record
 
 
-def _version(
-    config: dict[str, Any], hashes: dict[str, str], spec: dict[str, Any], ranker: dict[str, Any] | None
-) -> str:
+def _version(config: BuildConfig, hashes: Mapping[str, str], spec: DenseSpec, ranker: dict[str, Any] | None) -> str:
     # a flat index keeps the hash of earlier versions (no spec in it): same corpus, same version suffix
-    parts: list[Any] = [hashes, config] if spec == FLAT else [hashes, config, spec]
+    parts: list[Any] = [dict(hashes), config.as_dict()]
+    if spec != FLAT:
+        parts.append(spec.as_dict())
     if ranker is not None:
         parts.append(ranker)
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{digest[:8]}"
-
-
-def _manifest(
-    config: dict[str, Any], version: str, docs: list[Document], chunks: list[Chunk], embedded: int
-) -> dict[str, Any]:
-    return {
-        **config,
-        "version": version,
-        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "corpus": {d.doc_id: d.sha256 for d in docs},
-        "counts": {"documents": len(docs), "chunks": len(chunks), "embedded_this_build": embedded},
-    }

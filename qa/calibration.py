@@ -13,6 +13,7 @@ threshold is the lowest confidence whose answerable questions reach the stated p
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,13 +169,16 @@ def _folds(n: int, seed: int = 0) -> np.ndarray:
 def threshold_for(confidence: np.ndarray, labels: np.ndarray, precision: float) -> float:
     """The lowest threshold whose answerable set reaches `precision` (as many answers as that allows)."""
     order = np.argsort(-confidence, kind="stable")
+    ranked = confidence[order]
     hits = np.cumsum(labels[order])
     prec = hits / np.arange(1, len(order) + 1)
-    ok = np.flatnonzero(prec >= precision)
+    # `confidence >= t` answers every question tied at t: a cut may only fall after the last of a tie
+    ends = np.append(ranked[1:] < ranked[:-1], True)
+    ok = np.flatnonzero((prec >= precision) & ends)
     if len(ok) == 0:
         return 1.0
     k = int(ok.max())  # the deepest cut that still has the precision
-    return float(confidence[order[k]])
+    return float(ranked[k])
 
 
 def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
@@ -242,4 +246,5 @@ def fit(examples: list[Example], fingerprint: str, precision: float = PRECISION)
             "reliability": reliability(oof_conf, qy.astype(float)),
         },
     }
-    return Ranker(fingerprint, relevance, passage, confidence, round(threshold, 4), fitted)
+    # rounded down: rounding up could lift the threshold above the last confidence it was chosen to answer
+    return Ranker(fingerprint, relevance, passage, confidence, math.floor(threshold * 1e4) / 1e4, fitted)

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from qa.config import Settings
@@ -91,35 +91,34 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from qa.embedding import Embedder
-    from qa.store import open_backend
+    from qa.stores.factory import open_store
 
-    snap = open_backend(settings).open()
+    snap = open_store(settings).open()
     records = [snap.document_record(d.doc_id) for d in snap.documents()]
     chunks = [c for r in records if r is not None for c in r.chunks]
     tokens = sum(len(t) for r in records if r is not None for t in r.terms)
-    model = snap.manifest["model"]
+    model = snap.manifest.model
     embedder = Embedder(settings)
-    counts = [embedder.token_count(c.text, model["passage_prompt"]) for c in chunks]
-    where = getattr(snap, "path", settings.milvus_target)
-    print(f"index      {snap.version} ({settings.store}: {where})")
+    counts = [embedder.token_count(c.text, model.passage_prompt) for c in chunks]
+    print(f"index      {snap.version} ({settings.store}: {snap.location})")
     print(f"documents  {len(records)}")
     print(f"chunks     {len(snap)} ({sum(len(c.text) for c in chunks)} chars, {tokens} BM25 terms)")
-    print(f"model      {model['name']} [{model['fingerprint']}], dim {model['dim']}")
+    print(f"model      {model.name} [{model.fingerprint}], dim {model.dim}")
     if counts:
         print(
             f"tokens     per chunk with prompt: min {min(counts)}, mean {sum(counts) / len(counts):.0f}, "
-            f"max {max(counts)} (model limit {model['max_seq_length']})"
+            f"max {max(counts)} (model limit {model.max_seq_length})"
         )
-    print(f"chunker    {json.dumps(snap.manifest['chunker'])}")
-    print(f"dense      {json.dumps(snap.manifest.get('dense_index', {'type': 'flat'}))}")
-    if isinstance(where, Path):
-        size = sum(f.stat().st_size for f in where.rglob("*") if f.is_file())
+    print(f"chunker    {json.dumps(asdict(snap.manifest.chunker))}")
+    print(f"dense      {json.dumps(snap.manifest.dense_index.as_dict())}")
+    size = snap.disk_bytes()
+    if size is not None:
         print(f"size       {size / 1e6:.2f} MB on disk")
     return 0
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from qa.schemas import answer_response
+    from qa.serve.schemas import answer_response
 
     answer = _service(settings).ask(args.question, top_k=args.top_k)
     if args.json:
@@ -190,7 +189,7 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from qa.server import serve
+    from qa.serve.server import serve
 
     return serve(settings)
 

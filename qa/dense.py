@@ -16,32 +16,25 @@ from typing import Any
 import numpy as np
 
 from qa.config import Settings
+from qa.manifest import FLAT, DenseSpec
 
 TYPES = ("auto", "flat", "hnsw", "ivf")
-FLAT: dict[str, Any] = {"type": "flat"}
 
 
-def spec_of(manifest: dict[str, Any]) -> dict[str, Any]:
-    """The dense index a snapshot was built with (snapshots from before the choice existed are flat)."""
-    spec: dict[str, Any] = manifest.get("dense_index", FLAT)
-    return spec
-
-
-def dense_spec(settings: Settings, n: int) -> dict[str, Any]:
-    kind = settings.faiss_index
+def dense_spec(settings: Settings, n: int, kind: str | None = None) -> DenseSpec:
+    """The index a build of `n` chunks gets: `kind` (default QA_FAISS_INDEX; `auto` picks by size) with
+    its parameters from the settings. Milvus asks with its own QA_MILVUS_INDEX."""
+    kind = kind or settings.faiss_index
     if kind == "auto":
         kind = "flat" if n <= settings.flat_max_chunks else "hnsw"
     if kind == "hnsw":
-        return {
-            "type": "hnsw",
-            "m": settings.hnsw_m,
-            "ef_construction": settings.hnsw_ef_construction,
-            "ef_search": settings.hnsw_ef_search,
-        }
+        return DenseSpec(
+            "hnsw", m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction, ef_search=settings.hnsw_ef_search
+        )
     if kind == "ivf":
         nlist = ivf_lists(n)
-        return {"type": "ivf", "nlist": nlist, "nprobe": min(settings.ivf_nprobe, nlist)}
-    return dict(FLAT)
+        return DenseSpec("ivf", nlist=nlist, nprobe=min(settings.ivf_nprobe, nlist))
+    return FLAT
 
 
 def ivf_lists(n: int) -> int:
@@ -49,18 +42,20 @@ def ivf_lists(n: int) -> int:
     return max(1, min(n // 39, round(4 * math.sqrt(n))))
 
 
-def build_dense(vectors: np.ndarray, dim: int, spec: dict[str, Any]) -> Any:
+def build_dense(vectors: np.ndarray, dim: int, spec: DenseSpec) -> Any:
     import faiss
 
     index: Any
-    if spec["type"] == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, spec["m"], faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = spec["ef_construction"]
-    elif spec["type"] == "ivf":
+    if spec.type == "hnsw":
+        assert spec.m is not None
+        index = faiss.IndexHNSWFlat(dim, spec.m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = spec.ef_construction
+    elif spec.type == "ivf":
+        assert spec.nlist is not None
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, spec["nlist"], faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(quantizer, dim, spec.nlist, faiss.METRIC_INNER_PRODUCT)
         if len(vectors):
-            sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: 256 * spec["nlist"]]]
+            sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: 256 * spec.nlist]]
             index.train(sample)
     else:
         index = faiss.IndexFlatIP(dim)
@@ -70,9 +65,9 @@ def build_dense(vectors: np.ndarray, dim: int, spec: dict[str, Any]) -> Any:
     return index
 
 
-def configure(index: Any, spec: dict[str, Any]) -> None:
+def configure(index: Any, spec: DenseSpec) -> None:
     """Search-time parameters, set again after loading (FAISS does not persist them all)."""
-    if spec.get("type") == "hnsw":
-        index.hnsw.efSearch = spec["ef_search"]
-    elif spec.get("type") == "ivf":
-        index.nprobe = spec["nprobe"]
+    if spec.type == "hnsw":
+        index.hnsw.efSearch = spec.ef_search
+    elif spec.type == "ivf":
+        index.nprobe = spec.nprobe

@@ -6,13 +6,12 @@ import functools
 import hashlib
 import logging
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from qa.config import Settings
+from qa.manifest import ModelIdentity
 from qa.modelcache import MAX_SEQ_LENGTH, MODEL_NAME, ensure_model_dir
 
 # Our machines reach no model hub; set before transformers/huggingface_hub are imported.
@@ -22,26 +21,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 log = logging.getLogger(__name__)
 PROGRESS_MIN = 64  # show a tqdm bar from this many texts on
 CHARS_PER_TOKEN = 4  # a question is cut to 4 × max tokens characters before tokenising (bounds that cost too)
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """What an index remembers about the model that embedded it."""
-
-    name: str
-    fingerprint: str
-    dim: int
-    query_prompt: str
-    passage_prompt: str
-    max_seq_length: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def same_vectors(self, other: dict[str, Any]) -> bool:
-        """True when vectors made by `other` are comparable with ours."""
-        keys = ("name", "fingerprint", "dim", "query_prompt", "passage_prompt")
-        return all(other.get(k) == getattr(self, k) for k in keys)
 
 
 class Embedder:

@@ -10,8 +10,12 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qa.retrieval import Answer, Mode
+
+if TYPE_CHECKING:
+    from qa.service import Service
 
 _WS = re.compile(r"\s+")
 QUESTION_FILES = ("tests/data/corpus_qa.jsonl", "tests/data/questions/*.jsonl")
@@ -230,8 +234,8 @@ MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid")
 
 
 def run_set(
-    service, questions: list[Question], modes: Iterable[Mode], relevance: Relevance, name: str
-) -> list[Summary]:  # type: ignore[no-untyped-def]
+    service: Service, questions: list[Question], modes: Iterable[Mode], relevance: Relevance, name: str
+) -> list[Summary]:
     """Every mode on one question set, plus the per-kind breakdown of the hybrid run."""
     rows = []
     for mode in modes:

@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from qa.build import BuildResult, Progress
+from qa.build import BuildResult, Progress, Stage
 from qa.files import keep_file_mode
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,29 @@ log = logging.getLogger(__name__)
 State = Literal["queued", "running", "succeeded", "failed", "interrupted"]
 Kind = Literal["put", "delete", "rebuild", "startup"]
 FINISHED = ("succeeded", "failed", "interrupted")
+
+
+class JobStage(StrEnum):
+    """A job's stage outside its build (inside it, the build's `Stage`)."""
+
+    QUEUED = "queued"
+    STARTING = "starting"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def stage_of(value: str) -> JobStage | Stage:
+    """A stage as a job record spells it (records are JSON): unknown words read as queued."""
+    for kind in (JobStage, Stage):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return JobStage.QUEUED
+
+
+# The share of a job done when a stage begins; embedding is most of the work.
+_SHARE_AT: dict[JobStage | Stage, float] = {Stage.READING: 0.02, Stage.WRITING: 0.95}
 
 
 @dataclass
@@ -45,7 +69,7 @@ class Job:
     created_at: str = ""
     started_at: str | None = None
     finished_at: str | None = None
-    stage: str = "queued"
+    stage: JobStage | Stage = JobStage.QUEUED
     done: int = 0
     total: int = 0
     chunks_embedded: int = 0
@@ -56,8 +80,22 @@ class Job:
     error: str | None = None
     owner: str = ""  # "<pid>:<process start time>" of the process that runs it
 
+    def __post_init__(self) -> None:
+        self.stage = stage_of(self.stage)  # a record read back from JSON holds the stage's word
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def fraction(self) -> float:
+        """How far the job is, 0..1, for progress bars: chunking is 2–10 %, embedding 10–95 %."""
+        if self.state == "succeeded":
+            return 1.0
+        if self.stage is Stage.CHUNKING:
+            return 0.02 + 0.08 * (self.done / self.total if self.total else 0)
+        if self.stage is Stage.EMBEDDING:
+            return 0.1 + 0.85 * (self.done / self.total if self.total else 1)
+        return _SHARE_AT.get(self.stage, 0.0)
 
     @property
     def duration_s(self) -> float | None:
@@ -203,7 +241,7 @@ class JobRunner:
                 job, self._pending = self._pending, None
                 assert job is not None
                 self._running = job
-                job.state, job.started_at, job.stage = "running", _now(), "starting"
+                job.state, job.started_at, job.stage = "running", _now(), JobStage.STARTING
                 job.index_version_before = self._safe_version()
                 self._save_quietly(job)
             try:
@@ -214,7 +252,10 @@ class JobRunner:
                     self._cond.notify_all()
                     self._save_quietly(job)
             if self._on_finish is not None:
-                self._on_finish(job)
+                try:
+                    self._on_finish(job)
+                except Exception:  # a failing observer (metrics) must not stop the queue
+                    log.exception("job %s: on_finish failed", job.id)
 
     def _save_quietly(self, job: Job) -> None:
         try:
@@ -225,14 +266,14 @@ class JobRunner:
     def _run(self, job: Job) -> None:
         last_save = 0.0
 
-        def progress(stage: str, done: int, total: int) -> None:
+        def progress(stage: Stage, done: int, total: int) -> None:
             nonlocal last_save
             with self._cond:
                 job.stage, job.done, job.total = stage, done, total
-                if stage == "embedding":
+                if stage is Stage.EMBEDDING:
                     job.chunks_embedded = done
                 now = time.monotonic()
-                if now - last_save > 0.5 or stage != "embedding":
+                if now - last_save > 0.5 or stage is not Stage.EMBEDDING:
                     last_save = now
                     self._save_quietly(job)
 
@@ -241,11 +282,11 @@ class JobRunner:
         except Exception as exc:
             log.exception("rebuild job %s failed", job.id)
             with self._cond:
-                job.state, job.finished_at, job.stage = "failed", _now(), "failed"
+                job.state, job.finished_at, job.stage = "failed", _now(), JobStage.FAILED
                 job.error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             return
         with self._cond:
-            job.state, job.finished_at, job.stage = "succeeded", _now(), "done"
+            job.state, job.finished_at, job.stage = "succeeded", _now(), JobStage.DONE
             job.done = job.total = job.chunks_embedded = result.embedded
             job.documents, job.chunks, job.index_version = result.documents, result.chunks, result.version
         log.info(

@@ -169,7 +169,7 @@ def _build_tokenizer(vocab: E5Vocab):  # type: ignore[no-untyped-def]
         special_tokens=[(bos, vocab.bos), (eos, vocab.eos)],
     )
     mask = "<mask>" if "<mask>" in vocab.pieces else None
-    return PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers leaves __init__ untyped
         tokenizer_object=tok,
         bos_token=bos,
         eos_token=eos,

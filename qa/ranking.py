@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -92,7 +93,7 @@ class Linear:
         return sigmoid(self.logit(x))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Linear:
+    def from_dict(cls, d: Mapping[str, Any]) -> Linear:
         return cls(tuple(d["names"]), tuple(d["mean"]), tuple(d["scale"]), tuple(d["weights"]), float(d["bias"]))
 
 
@@ -112,7 +113,7 @@ class Ranker:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Ranker:
+    def from_dict(cls, d: Mapping[str, Any]) -> Ranker:
         if d.get("format") != RANKER_FORMAT:
             raise ValueError(f"ranker format {d.get('format')}, this code reads {RANKER_FORMAT}")
         relevance, confidence = Linear.from_dict(d["relevance"]), Linear.from_dict(d["confidence"])

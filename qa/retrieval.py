@@ -24,7 +24,7 @@ from qa.embedding import Embedder
 from qa.errors import RankerMissingError
 from qa.lexical import lucene_idf
 from qa.ranking import PASSAGE_FEATURES, Ranker, question_features, rank_feature
-from qa.store import Scope, Store, Windows
+from qa.stores.base import Scope, Snapshot, Windows
 from qa.tokens import Tokenizer, cjk_share, normalize
 
 Mode = Literal["hybrid", "dense", "bm25"]
@@ -80,30 +80,30 @@ class Retriever:
         self.settings = settings
         self._rankers: dict[str, Ranker | None] = {}
 
-    def ranker(self, store: Store) -> Ranker | None:
+    def ranker(self, snap: Snapshot) -> Ranker | None:
         """The ranker recorded in this index version's manifest (parsed once per version)."""
-        if store.version not in self._rankers:
-            raw = store.manifest.get("ranker")
+        if snap.version not in self._rankers:
+            raw = snap.manifest.ranker
             try:
-                self._rankers[store.version] = Ranker.from_dict(raw) if raw else None
+                self._rankers[snap.version] = Ranker.from_dict(raw) if raw else None
             except (ValueError, KeyError, TypeError):  # a fit this code can't read: as if none (503, not 500)
-                self._rankers[store.version] = None
-        return self._rankers[store.version]
+                self._rankers[snap.version] = None
+        return self._rankers[snap.version]
 
-    def require_ranker(self, store: Store) -> Ranker:
-        ranker = self.ranker(store)
+    def require_ranker(self, snap: Snapshot) -> Ranker:
+        ranker = self.ranker(snap)
         if ranker is None:
-            model = store.manifest.get("model", {})
+            model = snap.manifest.model
             raise RankerMissingError(
-                f"index {store.version} has no ranker for model {model.get('name')!r} "
-                f"(fingerprint {model.get('fingerprint')}): run `qa calibrate` (fits it on the development "
+                f"index {snap.version} has no ranker for model {model.name!r} "
+                f"(fingerprint {model.fingerprint}): run `qa calibrate` (fits it on the development "
                 "questions, a few minutes), then `qa build`"
             )
         return ranker
 
     def ask(
         self,
-        store: Store,
+        snap: Snapshot,
         question: str,
         top_k: int = 5,
         doc_ids: list[str] | None = None,
@@ -112,12 +112,12 @@ class Retriever:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         learned = self.settings.fusion == "learned"
-        ranker = self.require_ranker(store) if learned else None
-        scope = store.scope(doc_ids) if doc_ids else None
+        ranker = self.require_ranker(snap) if learned else None
+        scope = snap.scope(doc_ids) if doc_ids else None
         qvec = self.embedder.encode_queries([normalize(question, lower=False)])[0]
         timings["encode"] = _ms(t0)
         terms = list(dict.fromkeys(self.tokenizer.term_list(question)))
-        cands = self.candidates(store, question, qvec, terms, scope, timings)
+        cands = self.candidates(snap, question, qvec, terms, scope, timings)
         t = time.perf_counter()
         if ranker is not None:
             logits = ranker.relevance.logit(cands.features) if len(cands.rows) else np.zeros(0)
@@ -126,10 +126,10 @@ class Retriever:
             w = self.settings.dense_weight
             fused = w * cands.legacy_dense + (1 - w) * cands.lexical
         order = self._order(cands, fused, mode)
-        picked = _dedupe_overlaps([int(i) for i in order], cands.rows, store, top_k)
+        picked = _dedupe_overlaps([int(i) for i in order], cands.rows, snap, top_k)
         timings["fusion"] = _ms(t)
         t = time.perf_counter()
-        hits = self._annotate(store, terms, cands, picked, fused, mode)
+        hits = self._annotate(snap, terms, cands, picked, fused, mode)
         timings["annotate"] = _ms(t)
         if ranker is not None:
             best_first = np.argsort(-logits, kind="stable")
@@ -140,11 +140,11 @@ class Retriever:
             confidence = float(fused.max()) if len(fused) else 0.0
             threshold = self.settings.answerable_threshold
         answerable = bool(hits) and _has_content(question) and confidence >= threshold
-        return Answer(question, answerable, confidence, hits, store.version, _ms(t0), timings)
+        return Answer(question, answerable, confidence, hits, snap.version, _ms(t0), timings)
 
     def candidates(
         self,
-        store: Store,
+        snap: Snapshot,
         question: str,
         qvec: np.ndarray,
         terms: list[str],
@@ -155,32 +155,32 @@ class Retriever:
         timings = {} if timings is None else timings
         k = self.settings.candidates
         t = time.perf_counter()
-        d_rows, _ = store.dense_search(qvec, k, scope)
+        d_rows, _ = snap.dense_search(qvec, k, scope)
         timings["dense"] = _ms(t)
         t = time.perf_counter()
-        b_rows, _ = store.lexical_search(terms, k, scope)
+        b_rows, _ = snap.lexical_search(terms, k, scope)
         timings["bm25"] = _ms(t)
         union = np.asarray(list(dict.fromkeys([*d_rows.tolist(), *b_rows.tolist()])), dtype=np.int64)
         n = len(union)
-        cosine = store.dense_scores(qvec, union).astype(np.float64) if n else np.zeros(0)
-        best = store.lexical_max(terms)
-        raw = store.lexical_scores_of(terms, union) if n else np.zeros(0)
+        cosine = snap.dense_scores(qvec, union).astype(np.float64) if n else np.zeros(0)
+        best = snap.lexical_max(terms)
+        raw = snap.lexical_scores_of(terms, union) if n else np.zeros(0)
         lexical = np.clip(raw / best, 0.0, 1.0) if best > 0 else np.zeros(n)
-        texts = [_normalized(store.chunk(int(r)).text) for r in union]
-        wins = store.windows_of(union) if n else []
+        texts = [_normalized(snap.chunk(int(r)).text) for r in union]
+        wins = snap.windows_of(union) if n else []
         wcos = [w.vectors @ qvec for w in wins]
         window = np.asarray([float(c.max()) if len(c) else -1.0 for c in wcos])
         top2 = np.asarray([float(np.sort(c)[-2:].mean()) if len(c) else -1.0 for c in wcos])
-        idf = [store.idf(t) for t in terms]
+        idf = [snap.idf(t) for t in terms]
         total = sum(idf)
         coverage = np.asarray([sum(w for t, w in zip(terms, idf, strict=True) if t in x) for x in texts])
         coverage = coverage / total if total > 0 else np.zeros(n)
-        unknown = lucene_idf(0, len(store))  # the IDF of a term no chunk has
+        unknown = lucene_idf(0, len(snap))  # the IDF of a term no chunk has
         known = sum(w for w in idf if w < unknown) / total if total > 0 else 0.0
         plain = normalize(question)
         numbers = set(_NUMBER.findall(plain))
         signals = np.asarray([known, 1.0 - cjk_share(question), float(bool(numbers)), np.log1p(len(terms))])
-        cross = np.abs(cjk_share(question) - store.cjk_of(union)) if n else np.zeros(0)
+        cross = np.abs(cjk_share(question) - snap.cjk_of(union)) if n else np.zeros(0)
         dense_rank = {int(r): i + 1 for i, r in enumerate(d_rows)}
         bm25_rank = {int(r): i + 1 for i, r in enumerate(b_rows)}
         rows = union.tolist()
@@ -250,7 +250,7 @@ class Retriever:
 
     def _annotate(
         self,
-        store: Store,
+        snap: Snapshot,
         terms: list[str],
         c: Candidates,
         picked: list[int],
@@ -258,11 +258,11 @@ class Retriever:
         mode: Mode,
     ) -> list[Hit]:
         shown = [t for t in terms if len(t) >= 2 or t.isascii()]
-        idf = {t: store.idf(t) for t in shown}
+        idf = {t: snap.idf(t) for t in shown}
         hits = []
         for rank, i in enumerate(picked, start=1):
             row = int(c.rows[i])
-            chunk = store.chunk(row)
+            chunk = snap.chunk(row)
             norm = c.texts[i]
             spans, matched = _term_spans(norm, shown)
             evidence = _best_sentence(chunk.text, norm, spans, matched, idf)
@@ -275,7 +275,7 @@ class Retriever:
                     rank=rank,
                     score=round(float(score), 4),
                     chunk=chunk,
-                    title=store.document(chunk.doc_id).title,
+                    title=snap.document(chunk.doc_id).title,
                     dense_score=round(float(c.cosine[i]), 4),
                     bm25_score=round(float(c.lexical[i]), 4),
                     dense_rank=c.dense_rank.get(row),
@@ -322,12 +322,12 @@ def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
-def _dedupe_overlaps(order: list[int], rows: np.ndarray, store: Store, top_k: int) -> list[int]:
+def _dedupe_overlaps(order: list[int], rows: np.ndarray, snap: Snapshot, top_k: int) -> list[int]:
     """Best-first, skipping a chunk that overlaps a kept one by more than half of the shorter span."""
     kept: list[int] = []
     spans: list[Chunk] = []
     for i in order:
-        c = store.chunk(int(rows[i]))
+        c = snap.chunk(int(rows[i]))
         if any(_overlaps(c, k) for k in spans):
             continue
         kept.append(i)

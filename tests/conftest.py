@@ -25,6 +25,17 @@ from qa.tokens import Tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
 QUESTIONS = ROOT / "tests" / "data" / "corpus_qa.jsonl"
+ERROR_KEYS = {"code", "message", "details"}
+
+
+def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The one error shape: {"error": {code, message, details}}, the expected status, never a traceback."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == ERROR_KEYS
+    assert body["error"]["code"] == code and body["error"]["message"]
+    assert "Traceback" not in r.text
+    return body["error"]  # type: ignore[no-any-return]
 
 
 def model_cache() -> Path:
@@ -51,12 +62,13 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(settings: Settings, service: Service) -> Iterator[str]:
-    """The app behind a real uvicorn, configured as `qa serve` configures it (qa.server), in a thread of
+    """The app behind a real uvicorn, configured as `qa serve` configures it (qa.serve.server), in a thread of
     this process so the loaded model is shared; yields its base URL once /readyz says ready."""
     import uvicorn
 
-    from qa.api import create_app
-    from qa.server import configure, uvicorn_options
+    from qa.serve.app import create_app
+    from qa.serve.protocol import configure
+    from qa.serve.server import uvicorn_options
 
     settings = replace(settings, port=free_port())
     configure(settings)
@@ -156,10 +168,10 @@ def milvus_cluster_service(base_settings: Settings, embedder: Embedder, tokenize
         milvus_prefix=f"qa_test_{os.getpid()}",
     )
     service = Service(settings, embedder, tokenizer)
-    service.backend.drop_all()  # type: ignore[attr-defined]
+    service.store.drop_all()  # type: ignore[attr-defined]
     service.build(progress=False)
     yield service
-    service.backend.drop_all()  # type: ignore[attr-defined]
+    service.store.drop_all()  # type: ignore[attr-defined]
 
 
 STORES = ["faiss", "milvus-lite", "milvus-cluster"]

@@ -1,0 +1,1 @@
+"""Where index snapshots live: `base` (the protocols), `faiss` (the default), `milvus/`, and `factory`."""

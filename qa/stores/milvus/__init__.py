@@ -1,0 +1,1 @@
+"""The Milvus store (QA_STORE=milvus): layout, client, writer, reader and the version lifecycle."""
