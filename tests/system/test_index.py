@@ -255,7 +255,7 @@ def test_approximate_indexes_find_what_flat_finds_and_reuse_the_vectors(
     result = service.build(progress=False)
     assert result.changed and result.embedded == 0
     snap = FaissSnapshot.open_current(index_dir)
-    assert snap.dense_index["type"] == kind and service.index_state() == "current"
+    assert snap.dense_index.type == kind and service.index_state() == "current"
     exact = corpus_service.snapshot()
     questions = [json.loads(line)["question"] for line in QUESTIONS.read_text(encoding="utf-8").splitlines()]
     queries = corpus_service.embedder.encode_queries(questions[:60])
