@@ -36,6 +36,8 @@ class Settings:
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 = library default
     batch_size: int = 8  # fastest on 2 CPU cores in bench/embedding.py (identical vectors)
+    query_batch: int = 8  # questions arriving together share one encode pass, up to this many (1 = off)
+    query_cache: int = 1024  # recent questions' vectors kept (0 = off)
     # Chunker (defaults chosen by the evaluation sweep, bench/README.md)
     chunk_size: int = 300  # target characters per chunk
     chunk_overlap: int = 100  # characters of trailing sentences repeated in the next chunk
@@ -150,6 +152,8 @@ class Settings:
             (8 <= self.max_question_tokens <= 512, "QA_MAX_QUESTION_TOKENS", self.max_question_tokens),
             (self.max_long_questions >= 1, "QA_MAX_LONG_QUESTIONS", self.max_long_questions),
             (0 <= self.rate_limit_delay <= 60, "QA_RATE_LIMIT_DELAY", self.rate_limit_delay),
+            (1 <= self.query_batch <= 256, "QA_QUERY_BATCH", self.query_batch),
+            (self.query_cache >= 0, "QA_QUERY_CACHE", self.query_cache),
         ]
         for ok, key, value in checks:
             if not ok:

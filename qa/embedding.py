@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.batching import QueryBatcher, VectorCache
 from qa.config import Settings
 from qa.manifest import ModelIdentity
 from qa.modelcache import MAX_SEQ_LENGTH, MODEL_NAME, ensure_model_dir
@@ -45,6 +46,8 @@ class Embedder:
         self.batch_size = settings.batch_size
         self.max_query_tokens = settings.max_question_tokens
         self._clip = functools.lru_cache(maxsize=1024)(self._clip_uncached)
+        self.query_cache = VectorCache(settings.query_cache)
+        self.batcher = QueryBatcher(self.encode_queries, settings.query_batch) if settings.query_batch > 1 else None
         self.identity = ModelIdentity(
             name=name,
             fingerprint=fingerprint,
@@ -60,6 +63,15 @@ class Embedder:
         encoder what a 128-token one does (attention grows with the square of the length)."""
         clipped = [t if 2 * len(t) <= self.max_query_tokens else self.clip_query(t)[0] for t in texts]
         return self._encode(clipped, self.identity.query_prompt)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """One question's vector, as `encode_queries([text])[0]` gives it: from the cache, else through the
+        batcher (questions arriving together share one pass), else directly. Read-only."""
+        vector = self.query_cache.get(text)
+        if vector is None:
+            vector = self.batcher.encode(text) if self.batcher is not None else self.encode_queries([text])[0]
+            self.query_cache.put(text, vector)
+        return vector
 
     def clip_query(self, text: str) -> tuple[str, int]:
         """The part of a question the encoder reads, and its token count (cached: the rate limiter asks too).

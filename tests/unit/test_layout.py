@@ -88,3 +88,13 @@ def test_every_relative_link_in_the_docs_resolves() -> None:
             if not (doc.parent / path).exists():
                 broken.append(f"{doc.relative_to(ROOT)} -> {target}")
     assert not broken
+
+
+def test_every_setting_is_in_the_settings_reference() -> None:
+    from dataclasses import fields
+
+    from qa.config import Settings
+
+    reference = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    missing = [f.name for f in fields(Settings) if f"`QA_{f.name.upper()}`" not in reference]
+    assert not missing
