@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qa.config import Settings
 from qa.errors import error_body
-from qa.serve.deps import require_admin
+from qa.serve.deps import client_of, require_admin
 from qa.serve.errors import LOG_PATH_MAX, error_response, shorten
 
 log = logging.getLogger("qa.api")  # the request log keeps the name it has always had (log pipelines filter on it)
@@ -48,7 +48,7 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
             "qa_path": path,
             "qa_status": response.status_code,
             "qa_ms": round((time.perf_counter() - started) * 1000, 1),
-            "qa_client": request.client.host if request.client else None,
+            "qa_client": client_of(request),
         }
         question = getattr(request.state, "question", None)
         if settings.log_questions and question is not None:

@@ -7,6 +7,7 @@ one immutable version, read-only. Two implementations: `qa.stores.faiss` (snapsh
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -66,6 +67,10 @@ class Contents:
     terms: list[list[str]]
     vectors: np.ndarray
     windows: list[Windows]
+
+    def chunks_per_document(self) -> dict[str, int]:
+        """doc_id -> its number of chunks (a document without any has no entry)."""
+        return dict(Counter(c.doc_id for c in self.chunks))
 
 
 class Snapshot(Protocol):

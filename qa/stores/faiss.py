@@ -134,16 +134,8 @@ def write_snapshot(out: Path, manifest: Manifest, contents: Contents) -> None:
     """Every file of one snapshot into `out` (a fresh directory), the manifest last."""
     import faiss
 
-    docs, chunks, terms, vectors, windows = (
-        contents.docs,
-        contents.chunks,
-        contents.terms,
-        contents.vectors,
-        contents.windows,
-    )
-    per_doc: dict[str, int] = {}
-    for c in chunks:
-        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    chunks, vectors, windows = contents.chunks, contents.vectors, contents.windows
+    per_doc = contents.chunks_per_document()
     with closing(sqlite3.connect(out / "meta.sqlite")) as db:
         db.executescript(_SCHEMA)
         db.executemany(
@@ -160,14 +152,14 @@ def write_snapshot(out: Path, manifest: Manifest, contents: Contents) -> None:
                     per_doc.get(d.doc_id, 0),
                     d.text,
                 )
-                for d in docs
+                for d in contents.docs
             ],
         )
         db.executemany(
             "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?)",
             [
                 (i, c.chunk_id, c.doc_id, c.ordinal, c.start, c.end, c.text, " ".join(t))
-                for i, (c, t) in enumerate(zip(chunks, terms, strict=True))
+                for i, (c, t) in enumerate(zip(chunks, contents.terms, strict=True))
             ],
         )
         db.commit()
@@ -179,7 +171,7 @@ def write_snapshot(out: Path, manifest: Manifest, contents: Contents) -> None:
     np.save(out / "window_rows.npy", np.cumsum([0] + [len(w.spans) for w in windows]).astype(np.int64))
     index = build_dense(vectors, dim, manifest.dense_index)
     faiss.write_index(index, str(out / "dense.faiss"))
-    Lexical.build(terms).save(out / "bm25")
+    Lexical.build(contents.terms).save(out / "bm25")
     (out / "manifest.json").write_text(json.dumps(manifest.as_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
 
 

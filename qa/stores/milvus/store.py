@@ -13,14 +13,14 @@ from qa.errors import IndexNotFoundError
 from qa.manifest import DenseSpec, Manifest
 from qa.stores.base import Contents
 from qa.stores.milvus.client import connect
-from qa.stores.milvus.layout import collection_names, get_blob, version_of
+from qa.stores.milvus.layout import INDEX_TYPES, collection_names, get_blob, version_of
 from qa.stores.milvus.reader import MilvusSnapshot
 from qa.stores.milvus.writer import write_version
 
 log = logging.getLogger(__name__)
 
 KEEP_VERSIONS = 3  # the serving one and two before it (requests may still hold them)
-DENSE_TYPES = {"FLAT": "flat", "HNSW": "hnsw", "IVF_FLAT": "ivf"}  # QA_MILVUS_INDEX -> DenseSpec.type
+DENSE_TYPES = {index: kind for kind, index in INDEX_TYPES.items()}  # QA_MILVUS_INDEX -> DenseSpec.type
 
 
 class MilvusStore:

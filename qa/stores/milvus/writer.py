@@ -80,9 +80,7 @@ def write_version(client: Any, prefix: str, manifest: Manifest, contents: Conten
     client.flush(names["terms"])
 
     _kv_collection(client, names["meta"], DataType.VARCHAR, "value")
-    per_doc: dict[str, int] = {}
-    for c in chunks:
-        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    per_doc = contents.chunks_per_document()
     documents = [
         {
             "doc_id": d.doc_id,
