@@ -26,10 +26,10 @@ The machine may be shared: a row whose run saw other processes use >= 5% of the 
 load average, and the baseline runs again at the end to show drift. Exports go to a temporary
 directory, removed at the end; only the Embedder's own first-use model conversion writes to the index.
 
-ONNX Runtime and OpenVINO run the transformer as exported here (torch.onnx / openvino.convert_model)
-with our tokenizer and numpy mean pooling, because sentence-transformers' own backend="onnx" /
-"openvino" need optimum-onnx / optimum-intel, which (as of this writing) pin transformers < 4.58 /
-< 5.6; those rows report "not installed" until that changes.
+ONNX Runtime and OpenVINO also run the transformer as exported here (torch.onnx / openvino.convert_model)
+with our tokenizer and numpy mean pooling. The SentenceTransformer(backend="openvino") row is what the
+service runs (QA_EMBEDDING_BACKEND=openvino, through optimum-intel 2.1.0, installed since 0.7);
+backend="onnx" needs optimum-onnx, which pins transformers < 4.58, so that row reports "not installed".
 """
 
 from __future__ import annotations

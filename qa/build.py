@@ -166,9 +166,10 @@ def _build(
     spans = [windows(c.text) for c in fresh]
     texts = [c.text for c in fresh] + [c.text[a:b] for c, sp in zip(fresh, spans, strict=True) for a, b in sp]
     log.info(
-        "embedding %d new chunks and %d sentence windows (%d chunks reused)",
+        "embedding %d new chunks and %d sentence windows: %d distinct texts (%d chunks reused)",
         len(fresh),
         len(texts) - len(fresh),
+        len(set(texts)),
         sum(len(p[0]) for p in parts) - len(fresh),
     )
     embedded = _embed(embedder, texts, report, progress)
@@ -201,6 +202,7 @@ def _build(
         dense_index=spec,
         store=store.name,
         ranker=ranker,
+        encoder_backend=embedder.backend,
     )
     version = manifest.version
     report(Stage.WRITING, len(fresh), len(fresh))
@@ -212,16 +214,20 @@ def _build(
 
 
 def _embed(embedder: Embedder, texts: list[str], report: Progress, progress: bool) -> np.ndarray:
-    """Embed in slices so a rebuild job can say how far it got (chunks, then their sentence windows)."""
+    """Embed in slices so a rebuild job can say how far it got. Each distinct text is encoded once (a
+    sentence in a chunk's overlap is a window of both chunks: ~20% of the texts here), longest first, so
+    a batch pads little; the vectors come back in the order of `texts`."""
+    distinct = sorted(set(texts), key=lambda t: (-len(t), t))
     parts = [np.zeros((0, embedder.identity.dim), np.float32)]
-    bar = tqdm(total=len(texts), desc="embedding", unit="text", disable=not progress or not texts)
-    for start in range(0, len(texts), EMBED_SLICE):
-        report(Stage.EMBEDDING, start, len(texts))
-        parts.append(embedder.encode_passages(texts[start : start + EMBED_SLICE], progress=False))
-        bar.update(min(EMBED_SLICE, len(texts) - start))
+    bar = tqdm(total=len(distinct), desc="embedding", unit="text", disable=not progress or not distinct)
+    for start in range(0, len(distinct), EMBED_SLICE):
+        report(Stage.EMBEDDING, start, len(distinct))
+        parts.append(embedder.encode_passages(distinct[start : start + EMBED_SLICE], progress=False))
+        bar.update(min(EMBED_SLICE, len(distinct) - start))
     bar.close()
-    report(Stage.EMBEDDING, len(texts), len(texts))
-    return np.concatenate(parts)
+    report(Stage.EMBEDDING, len(distinct), len(distinct))
+    row = {text: i for i, text in enumerate(distinct)}
+    return np.concatenate(parts)[[row[t] for t in texts]]
 
 
 def _previous(store: Store) -> Snapshot | None:

@@ -20,6 +20,7 @@ PREFIX = "QA_"
 ADMIN_TOKEN_MIN = 16
 # printable ASCII without spaces: the same bytes in any header encoding
 ADMIN_TOKEN = re.compile(rf"[\x21-\x7e]{{{ADMIN_TOKEN_MIN},}}")
+BACKENDS = ("openvino", "torch", "onnx")  # onnx is named only to explain why it is refused
 PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")  # Milvus collection names: letters, digits, _
 
 
@@ -34,7 +35,11 @@ class Settings:
     query_prompt: str | None = None  # None = the model's own "query" prompt
     passage_prompt: str | None = None
     device: str = "cpu"
-    threads: int = 0  # torch intra-op threads; 0 = library default
+    # "openvino": sentence-transformers' OpenVINO backend, exported once into the model cache (~2x faster
+    # per question than "torch" on 2 cores, cosine >= 0.9999 against it; docs/operations.md#embedding-backend)
+    embedding_backend: str = "openvino"
+    openvino_precision: str = "auto"  # auto = OpenVINO's choice for the CPU (bf16 where it has bf16) | f32 | bf16
+    threads: int = 0  # encoder threads (torch intra-op / OpenVINO inference); 0 = library default
     batch_size: int = 8  # fastest on 2 CPU cores in bench/embedding.py (identical vectors)
     query_batch: int = 8  # questions arriving together share one encode pass, up to this many (1 = off)
     query_cache: int = 1024  # recent questions' vectors kept (0 = off)
@@ -154,7 +159,20 @@ class Settings:
             (0 <= self.rate_limit_delay <= 60, "QA_RATE_LIMIT_DELAY", self.rate_limit_delay),
             (1 <= self.query_batch <= 256, "QA_QUERY_BATCH", self.query_batch),
             (self.query_cache >= 0, "QA_QUERY_CACHE", self.query_cache),
+            (self.embedding_backend in BACKENDS, "QA_EMBEDDING_BACKEND", self.embedding_backend),
+            (self.openvino_precision in ("auto", "f32", "bf16"), "QA_OPENVINO_PRECISION", self.openvino_precision),
+            (self.threads >= 0, "QA_THREADS", self.threads),
         ]
+        if self.embedding_backend == "openvino" and self.device != "cpu":
+            raise ConfigError(
+                f"QA_DEVICE={self.device!r} needs QA_EMBEDDING_BACKEND=torch (the OpenVINO backend runs on the CPU)"
+            )
+        if self.embedding_backend == "onnx":
+            raise ConfigError(
+                "QA_EMBEDDING_BACKEND=onnx: sentence-transformers' ONNX backend needs optimum-onnx, whose releases "
+                "(up to 0.1.0) require transformers<4.58 and do not install beside this project's transformers 5; "
+                "use QA_EMBEDDING_BACKEND=openvino (the default) or torch"
+            )
         for ok, key, value in checks:
             if not ok:
                 raise ConfigError(f"{key}={value!r} is out of range")

@@ -7,13 +7,18 @@ import hashlib
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from qa.batching import QueryBatcher, VectorCache
 from qa.config import Settings
+from qa.errors import ConfigError
 from qa.manifest import ModelIdentity
-from qa.modelcache import MAX_SEQ_LENGTH, MODEL_NAME, ensure_model_dir
+from qa.modelcache import MAX_SEQ_LENGTH, MODEL_NAME, ensure_model_dir, ensure_openvino_dir
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 # Our machines reach no model hub; set before transformers/huggingface_hub are imported.
 # Users with a hub and QA_EMBEDDING_MODEL=<hub name> export HF_HUB_OFFLINE=0.
@@ -28,18 +33,20 @@ class Embedder:
     """Encodes questions and passages into L2-normalised float32 vectors."""
 
     def __init__(self, settings: Settings) -> None:
+        if settings.embedding_backend == "openvino":
+            _require_openvino()  # before a first-use conversion: a missing package fails in a second, not 20
         import torch
-        from sentence_transformers import SentenceTransformer
 
         if settings.threads > 0:
-            torch.set_num_threads(settings.threads)
+            torch.set_num_threads(settings.threads)  # tokenising and pooling run on torch with either backend
         if settings.embedding_model:
             path, name = settings.embedding_model, settings.embedding_model
             fingerprint = _fingerprint_of(settings.embedding_model)
         else:
             model_dir, fingerprint = ensure_model_dir(settings.models_dir)
             path, name = str(model_dir), MODEL_NAME
-        self.model = SentenceTransformer(path, device=settings.device)
+        self.backend = settings.embedding_backend
+        self.model = _load(path, fingerprint, settings)
         prompts = getattr(self.model, "prompts", {}) or {}
         query_prompt = settings.query_prompt if settings.query_prompt is not None else prompts.get("query", "")
         passage_prompt = settings.passage_prompt if settings.passage_prompt is not None else prompts.get("passage", "")
@@ -56,7 +63,7 @@ class Embedder:
             passage_prompt=passage_prompt,
             max_seq_length=int(self.model.max_seq_length or MAX_SEQ_LENGTH),
         )
-        log.info("embedding model %s (%s), dim %d", name, fingerprint, self.identity.dim)
+        log.info("embedding model %s (%s), dim %d, backend %s", name, fingerprint, self.identity.dim, self.backend)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         """Questions are clipped to QA_MAX_QUESTION_TOKENS first: a 1000-character question costs the
@@ -106,6 +113,33 @@ class Embedder:
 
     def token_count(self, text: str, prompt: str = "") -> int:
         return len(self.model.tokenizer(prompt + text)["input_ids"])
+
+
+def _load(path: str, fingerprint: str, settings: Settings) -> SentenceTransformer:
+    """The model on the configured backend. OpenVINO loads the IR that sentence-transformers exported
+    into the model cache on first use; its vectors match torch's to cosine >= 0.9999 (tests/system)."""
+    from sentence_transformers import SentenceTransformer
+
+    if settings.embedding_backend == "torch":
+        return SentenceTransformer(path, device=settings.device)
+    exported = ensure_openvino_dir(path, fingerprint, settings.models_dir)
+    ov_config: dict[str, str] = {"PERFORMANCE_HINT": "LATENCY"}  # one request at a time, all cores on it
+    if settings.openvino_precision != "auto":
+        ov_config["INFERENCE_PRECISION_HINT"] = settings.openvino_precision
+    if settings.threads > 0:
+        ov_config["INFERENCE_NUM_THREADS"] = str(settings.threads)
+    return SentenceTransformer(str(exported), device="cpu", backend="openvino", model_kwargs={"ov_config": ov_config})
+
+
+def _require_openvino() -> None:
+    try:
+        import openvino  # noqa: F401
+        from optimum.intel import OVModelForFeatureExtraction  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"QA_EMBEDDING_BACKEND=openvino needs optimum-intel and openvino ({exc.name or exc} is missing): "
+            "pip install 'optimum-intel==2.1.0', or set QA_EMBEDDING_BACKEND=torch"
+        ) from exc
 
 
 def _fingerprint_of(model: str) -> str:

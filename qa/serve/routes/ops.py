@@ -50,7 +50,7 @@ async def info(service: ServiceDep, runtime: RuntimeDep) -> Info:
     return Info(
         version=package_version(),
         pid=os.getpid(),
-        model=service.embedder.identity.as_dict(),
+        model={**service.embedder.identity.as_dict(), "backend": service.embedder.backend},
         index={
             "version": snap.version,
             "store": service.store.name,
@@ -60,6 +60,7 @@ async def info(service: ServiceDep, runtime: RuntimeDep) -> Info:
             "counts": asdict(m.counts),
             "chunker": asdict(m.chunker),
             "ranker": _ranker_summary(m.ranker),
+            "encoder_backend": m.encoder_backend or None,
         },
         settings={
             "fusion": runtime.settings.fusion,
