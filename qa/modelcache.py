@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -69,7 +70,11 @@ def ensure_openvino_dir(model: str, fp: str, cache_dir: Path) -> Path:
     def export(out: Path) -> None:
         from sentence_transformers import SentenceTransformer
 
-        SentenceTransformer(model, device="cpu", backend="openvino", model_kwargs={"export": True}).save(str(out))
+        # tracing the model warns about every Python branch on a tensor (TracerWarning): expected while
+        # exporting, noise to an operator, and an error where warnings are errors (our test suite)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            SentenceTransformer(model, device="cpu", backend="openvino", model_kwargs={"export": True}).save(str(out))
         _weights_to_fp16(out / OPENVINO_XML)
 
     _materialise(target, OPENVINO_XML, export, f"exporting {model} to OpenVINO into {target} (first use)")
