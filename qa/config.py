@@ -38,7 +38,9 @@ class Settings:
     # "openvino": sentence-transformers' OpenVINO backend, exported once into the model cache (~2x faster
     # per question than "torch" on 2 cores, cosine >= 0.9999 against it; docs/operations.md#embedding-backend)
     embedding_backend: str = "openvino"
-    openvino_precision: str = "auto"  # auto = OpenVINO's choice for the CPU (bf16 where it has bf16) | f32 | bf16
+    # f32: the vectors torch gives (cosine 1.000000). auto = OpenVINO's choice for the CPU (bf16 where it has it):
+    # ~1.5x the passages/s, cosine 0.99998, but that moves near-ties (docs/operations.md#embedding-backend)
+    openvino_precision: str = "f32"
     threads: int = 0  # encoder threads (torch intra-op / OpenVINO inference); 0 = library default
     batch_size: int = 8  # fastest on 2 CPU cores in bench/embedding.py (identical vectors)
     query_batch: int = 8  # questions arriving together share one encode pass, up to this many (1 = off)

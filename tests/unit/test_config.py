@@ -60,9 +60,9 @@ def test_bad_value_names_the_key(key: str, value: str) -> None:
         Settings.from_env({key: value})
 
 
-def test_the_default_backend_is_openvino_with_the_cpus_own_precision() -> None:
+def test_the_default_backend_is_openvino_at_full_precision() -> None:
     s = Settings.from_env({})
-    assert s.embedding_backend == "openvino" and s.openvino_precision == "auto"
+    assert s.embedding_backend == "openvino" and s.openvino_precision == "f32"
     assert Settings.from_env({"QA_EMBEDDING_BACKEND": "torch"}).embedding_backend == "torch"
 
 
