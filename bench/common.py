@@ -105,6 +105,24 @@ def p50_p95(values: Iterable[float], *, nearest_rank: bool = False) -> tuple[flo
     return percentile(data, 50, nearest_rank=nearest_rank), percentile(data, 95, nearest_rank=nearest_rank)
 
 
+def rss_mib(pid: int | None) -> float | None:
+    """VmRSS of pid plus all its descendants (uvicorn's worker processes), in MiB."""
+    if pid is None:
+        return None
+    total_kb, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+            for children in Path(f"/proc/{p}/task").glob("*/children"):
+                todo += [int(c) for c in children.read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+    return total_kb / 1024
+
+
 # ---------------------------------------------------------------- a server of the product
 
 

